@@ -1,0 +1,1 @@
+"""Data contract, simulator, lake storage and feature engineering (pure Polars, no orchestration)."""

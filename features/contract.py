@@ -1,0 +1,79 @@
+"""The canonical transaction record used everywhere after ingestion."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+#: Column -> Polars dtype of the canonical record.
+CANONICAL_SCHEMA: dict[str, pl.DataType] = {
+    "transaction_id": pl.String(),
+    "tx_datetime": pl.Datetime("us", "UTC"),
+    "customer_id": pl.String(),
+    "terminal_id": pl.String(),
+    "amount": pl.Float64(),
+    "is_fraud": pl.Int8(),
+}
+CANONICAL_COLUMNS: tuple[str, ...] = tuple(CANONICAL_SCHEMA)
+REQUIRED_ONLINE_COLUMNS: tuple[str, ...] = CANONICAL_COLUMNS[:-1]
+
+#: Generator ground truth; kept for analysis, never a model feature.
+SCENARIO_COLUMN = "fraud_scenario"
+
+#: Largest amount accepted as plausible (in the transaction currency).
+MAX_PLAUSIBLE_AMOUNT = 1_000_000.0
+
+#: How far ahead of the wall clock an event time may be (clock skew between systems).
+MAX_CLOCK_SKEW = timedelta(hours=1)
+
+
+class TransactionIn(BaseModel):
+    """One raw transaction as it arrives at the real-time endpoint."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    transaction_id: str = Field(min_length=1, max_length=128, description="Unique transaction id.")
+    tx_datetime: datetime = Field(description="Event time, ISO 8601; naive times are read as UTC.")
+    customer_id: str = Field(min_length=1, max_length=128, description="Card / customer id.")
+    terminal_id: str = Field(min_length=1, max_length=128, description="Merchant terminal id.")
+    amount: float = Field(ge=0, le=MAX_PLAUSIBLE_AMOUNT, description="Amount, >= 0.")
+
+    @field_validator("tx_datetime")
+    @classmethod
+    def _utc_and_not_future(cls, value: datetime) -> datetime:
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        if value > datetime.now(UTC) + MAX_CLOCK_SKEW:
+            raise ValueError("tx_datetime is in the future")
+        return value
+
+    @field_validator("amount")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("amount must be a finite number")
+        return value
+
+
+def empty_transactions() -> pl.DataFrame:
+    """An empty frame with the canonical schema."""
+    return pl.DataFrame(schema=CANONICAL_SCHEMA)
+
+
+def to_canonical(df: pl.DataFrame) -> pl.DataFrame:
+    """Select and cast the canonical columns (extra analysis columns such as the scenario are kept).
+
+    Raises:
+        ValueError: if a canonical column other than the label is missing.
+    """
+    missing = [c for c in REQUIRED_ONLINE_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"missing canonical columns: {', '.join(missing)}")
+    if "is_fraud" not in df.columns:
+        df = df.with_columns(pl.lit(None, dtype=pl.Int8).alias("is_fraud"))
+    extras = [c for c in df.columns if c not in CANONICAL_SCHEMA]
+    return df.select(
+        [pl.col(c).cast(t) for c, t in CANONICAL_SCHEMA.items()] + [pl.col(c) for c in extras]
+    )

@@ -1,0 +1,168 @@
+"""Online feature state: the same definitions as :mod:`features.engineering`, one event at a time.
+
+The state keeps, per customer, the (time, amount) of recent transactions and, per terminal, the
+(time, label) of recent transactions; it is built from the lake at packaging time and updated as
+transactions are scored and as labels arrive. Times are integer microseconds so window
+boundaries compare exactly as they do offline.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+import polars as pl
+
+from features.engineering import ORDER_COLUMNS, US_PER_DAY, FeatureSpec
+
+STATE_SCHEMA = {
+    "transaction_id": pl.String(),
+    "t_us": pl.Int64(),
+    "customer_id": pl.String(),
+    "terminal_id": pl.String(),
+    "amount": pl.Float64(),
+    "is_fraud": pl.Int8(),
+}
+
+
+@dataclass
+class _Series:
+    """Time-sorted events of one customer or terminal."""
+
+    times: list[int] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+
+    def insert(self, t_us: int, value: float) -> int:
+        i = bisect.bisect_right(self.times, t_us)
+        self.times.insert(i, t_us)
+        self.values.insert(i, value)
+        return i
+
+    def window(self, lo_exclusive: int, hi_inclusive: int) -> tuple[int, float]:
+        """Count and sum of values with lo < t <= hi."""
+        i = bisect.bisect_right(self.times, lo_exclusive)
+        j = bisect.bisect_right(self.times, hi_inclusive)
+        return j - i, float(sum(self.values[i:j]))
+
+
+def to_epoch_us(when: datetime) -> int:
+    """UTC epoch microseconds of a datetime (naive means UTC)."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    delta = when - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+class OnlineFeatureState:
+    """Embedded single-process feature state (one machine, one worker)."""
+
+    def __init__(self, spec: FeatureSpec) -> None:
+        self.spec = spec
+        self._customers: dict[str, _Series] = {}
+        self._terminals: dict[str, _Series] = {}
+        # transaction_id -> (customer_id, terminal_id, t_us, amount, label or None).
+        self._seen: dict[str, tuple[str, str, int, float, int | None]] = {}
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def features(self, customer_id: str, terminal_id: str, t_us: int, amount: float, when: datetime) -> np.ndarray:
+        """Feature vector (in ``spec.feature_names`` order) for a transaction not yet observed."""
+        spec = self.spec
+        when = when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
+        row = [amount, float(when.isoweekday() >= 6), float(when.hour <= spec.night_end_hour)]
+        cust = self._customers.get(customer_id)
+        for w in spec.windows_days:
+            n, total = cust.window(t_us - w * US_PER_DAY, t_us) if cust else (0, 0.0)
+            n, total = n + 1, total + amount
+            row += [float(n), total / n]
+        term = self._terminals.get(terminal_id)
+        hi = t_us - spec.label_delay_days * US_PER_DAY
+        for w in spec.windows_days:
+            n, frauds = term.window(hi - w * US_PER_DAY, hi) if term else (0, 0.0)
+            row += [float(n), frauds / n if n else 0.0]
+        return np.asarray(row, dtype=np.float64)
+
+    def observe(
+        self,
+        transaction_id: str,
+        customer_id: str,
+        terminal_id: str,
+        t_us: int,
+        amount: float,
+        label: int | None = None,
+    ) -> bool:
+        """Add a transaction to the state; returns False (and changes nothing) if already seen."""
+        if transaction_id in self._seen:
+            return False
+        self._customers.setdefault(customer_id, _Series()).insert(t_us, amount)
+        self._terminals.setdefault(terminal_id, _Series()).insert(t_us, float(label or 0))
+        self._seen[transaction_id] = (customer_id, terminal_id, t_us, amount, label)
+        return True
+
+    def add_label(self, transaction_id: str, label: int) -> bool:
+        """Record a late label; returns False if the transaction is unknown to the state."""
+        entry = self._seen.get(transaction_id)
+        if entry is None:
+            return False
+        customer_id, terminal_id, t_us, amount, old = entry
+        if old == label:
+            return True
+        series = self._terminals[terminal_id]
+        i = bisect.bisect_left(series.times, t_us)
+        # Several events may share the time; relabel one that carries the old value.
+        while series.times[i] == t_us and series.values[i] != float(old or 0):
+            i += 1
+        series.values[i] = float(label)
+        self._seen[transaction_id] = (customer_id, terminal_id, t_us, amount, label)
+        return True
+
+    @classmethod
+    def from_transactions(cls, transactions: pl.DataFrame, spec: FeatureSpec, as_of: datetime | None = None) -> OnlineFeatureState:
+        """Build the state from canonical transactions (only the history the features need)."""
+        state = cls(spec)
+        df = transactions.sort(*ORDER_COLUMNS)
+        if as_of is not None:
+            df = df.filter(pl.col("tx_datetime") <= as_of)
+        if df.height:
+            newest = df["tx_datetime"].max()
+            df = df.filter(pl.col("tx_datetime") > newest - pl.duration(days=spec.history_days))  # type: ignore[operator]
+        state.observe_many(
+            df.select(
+                "transaction_id",
+                "customer_id",
+                "terminal_id",
+                pl.col("tx_datetime").dt.epoch("us").alias("t_us"),
+                "amount",
+                "is_fraud",
+            ).iter_rows()
+        )
+        return state
+
+    def observe_many(self, rows: Iterable[tuple[str, str, str, int, float, int | None]]) -> None:
+        """Observe (transaction_id, customer_id, terminal_id, t_us, amount, label) rows in order."""
+        for tid, cust, term, t_us, amount, label in rows:
+            self.observe(tid, cust, term, t_us, amount, label)
+
+    def to_frame(self) -> pl.DataFrame:
+        """Snapshot as a frame (ships inside the model; reload with :meth:`from_frame`)."""
+        rows = [(tid, *event) for tid, event in self._seen.items()]
+        return pl.DataFrame(
+            rows,
+            schema=["transaction_id", "customer_id", "terminal_id", "t_us", "amount", "is_fraud"],
+            orient="row",
+        ).cast(STATE_SCHEMA)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_frame(cls, frame: pl.DataFrame, spec: FeatureSpec) -> OnlineFeatureState:
+        """Reload a snapshot written by :meth:`to_frame`."""
+        state = cls(spec)
+        state.observe_many(
+            frame.sort("t_us", "transaction_id")
+            .select("transaction_id", "customer_id", "terminal_id", "t_us", "amount", "is_fraud")
+            .iter_rows()
+        )
+        return state

@@ -1,0 +1,87 @@
+"""The raw-transaction suite: which rows may enter the lake, and why the others may not."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+
+from features.contract import CANONICAL_COLUMNS, MAX_CLOCK_SKEW, MAX_PLAUSIBLE_AMOUNT
+from features.sources import PARSE_ERRORS
+from validation.gx_runner import ROW_INDEX, SuiteResult, run_suite
+
+EARLIEST_PLAUSIBLE = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class RawValidation:
+    """Split of a batch: ``received == accepted.height + rejected.height``."""
+
+    accepted: pl.DataFrame
+    rejected: pl.DataFrame  # the input columns plus ``reason``
+    suite: SuiteResult
+
+    @property
+    def received(self) -> int:
+        return self.accepted.height + self.rejected.height
+
+
+def raw_expectations(now: datetime) -> list[tuple[Any, str]]:
+    """The raw suite as (GX expectation, reason shown for a failing row)."""
+    import great_expectations as gx
+
+    e = gx.expectations
+    newest = now + MAX_CLOCK_SKEW
+    suite: list[tuple[Any, str]] = [
+        (e.ExpectColumnValuesToNotBeNull(column=c), f"{c}: missing or unparseable")
+        for c in ("transaction_id", "tx_datetime", "customer_id", "terminal_id", "amount")
+    ]
+    suite += [
+        (e.ExpectColumnValuesToBeUnique(column="transaction_id"), "transaction_id: duplicated in the batch"),
+        (
+            e.ExpectColumnValuesToBeBetween(column="amount", min_value=0, max_value=MAX_PLAUSIBLE_AMOUNT),
+            f"amount: negative or above {MAX_PLAUSIBLE_AMOUNT:,.0f}",
+        ),
+        (
+            e.ExpectColumnValuesToBeBetween(
+                column="tx_epoch_s", min_value=EARLIEST_PLAUSIBLE.timestamp(), max_value=newest.timestamp()
+            ),
+            f"tx_datetime: before {EARLIEST_PLAUSIBLE:%Y-%m-%d} or in the future",
+        ),
+        (e.ExpectColumnValuesToBeInSet(column="is_fraud", value_set=[0, 1]), "is_fraud: not 0, 1 or empty"),
+        (e.ExpectColumnValuesToBeNull(column=PARSE_ERRORS), "parse error"),
+    ]
+    return suite
+
+
+def validate_raw(batch: pl.DataFrame, now: datetime | None = None) -> RawValidation:
+    """Run the raw suite; rows failing any expectation are rejected with every reason that applies.
+
+    ``batch`` is the output of :func:`features.sources.to_canonical_frame` (canonical columns plus
+    ``parse_errors``); rows already deduplicated by the caller.
+    """
+    now = now or datetime.now(UTC)
+    if PARSE_ERRORS not in batch.columns:
+        batch = batch.with_columns(pl.lit(None, dtype=pl.String).alias(PARSE_ERRORS))
+    frame = batch.with_row_index(ROW_INDEX).with_columns(
+        # Epoch seconds: GX range checks on timezone-aware pandas datetimes are fragile.
+        tx_epoch_s=pl.col("tx_datetime").dt.epoch("us") / 1e6,
+    )
+    result = run_suite("raw_transactions", raw_expectations(now), frame.select(ROW_INDEX, *CANONICAL_COLUMNS, "tx_epoch_s", PARSE_ERRORS))
+    reasons: dict[int, list[str]] = {}
+    for outcome in result.failures:
+        for row in outcome.failed_rows:
+            reasons.setdefault(row, []).append(outcome.reason)
+    parse = dict(frame.filter(pl.col(PARSE_ERRORS).is_not_null()).select(ROW_INDEX, PARSE_ERRORS).iter_rows())
+    for row, text in parse.items():
+        reasons[row] = [r for r in reasons.get(row, []) if r != "parse error" and "unparseable" not in r] + [text]
+    reason_frame = pl.DataFrame(
+        {ROW_INDEX: list(reasons), "reason": ["; ".join(dict.fromkeys(v)) for v in reasons.values()]},
+        schema={ROW_INDEX: pl.UInt32, "reason": pl.String},
+    )
+    labelled = frame.drop("tx_epoch_s").join(reason_frame, on=ROW_INDEX, how="left", maintain_order="left")
+    accepted = labelled.filter(pl.col("reason").is_null()).drop(ROW_INDEX, "reason", PARSE_ERRORS)
+    rejected = labelled.filter(pl.col("reason").is_not_null()).drop(ROW_INDEX, PARSE_ERRORS)
+    return RawValidation(accepted, rejected, result)
