@@ -69,15 +69,22 @@ class OnlineFeatureState:
     def __len__(self) -> int:
         return len(self._seen)
 
-    def features(self, customer_id: str, terminal_id: str, t_us: int, amount: float, when: datetime) -> np.ndarray:
-        """Feature vector (in ``spec.feature_names`` order) for a transaction not yet observed."""
+    def features(
+        self, transaction_id: str, customer_id: str, terminal_id: str, t_us: int, amount: float, when: datetime
+    ) -> np.ndarray:
+        """Feature vector (in ``spec.feature_names`` order) for a transaction.
+
+        A transaction already in the state is scored as of its own arrival (it is not counted twice).
+        """
         spec = self.spec
+        already_seen = transaction_id in self._seen
         when = when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
         row = [amount, float(when.isoweekday() >= 6), float(when.hour <= spec.night_end_hour)]
         cust = self._customers.get(customer_id)
         for w in spec.windows_days:
             n, total = cust.window(t_us - w * US_PER_DAY, t_us) if cust else (0, 0.0)
-            n, total = n + 1, total + amount
+            if not already_seen:
+                n, total = n + 1, total + amount
             row += [float(n), total / n]
         term = self._terminals.get(terminal_id)
         hi = t_us - spec.label_delay_days * US_PER_DAY

@@ -1,1 +1,1 @@
-"""model."""
+"""Learning: time splits, training, metrics, thresholds and registry access."""

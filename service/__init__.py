@@ -1,1 +1,1 @@
-"""service."""
+"""BentoML service and Gradio UI (thin: features come from features/, the bundle from model/)."""

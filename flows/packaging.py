@@ -1,0 +1,70 @@
+"""Champion -> BentoML model (bundle + lineage labels) -> `bentoml build` -> Bento tagged with the version."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import xgboost as xgb
+
+from model.bundle import write_bundle
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    model_tag: str
+    bento_tag: str
+
+
+def save_bento_model(
+    name: str, version: str, booster: xgb.Booster, card: dict[str, Any], state: pl.DataFrame, labels: dict[str, str]
+) -> str:
+    """Import the bundle into the BentoML store as ``name:v<version>`` (reused if already there)."""
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    tag = f"{name}:v{version}"
+    try:
+        bentoml.models.get(tag)
+        return tag
+    except NotFound:
+        pass
+    with bentoml.models.create(tag, labels=labels, metadata={"threshold": card["threshold"]}) as stored:
+        write_bundle(Path(stored.path), booster, card, state)
+    return tag
+
+
+def build_bento(model_tag: str, version: str, project_root: Path = PROJECT_ROOT) -> str:
+    """Run `bentoml build` in a subprocess (keeps Gradio out of this process) and return the Bento tag.
+
+    An existing Bento with the same tag is replaced, so a rebuild after a code change takes effect.
+    """
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    bento_tag = f"fraud_service:v{version}"
+    try:
+        bentoml.bentos.delete(bento_tag)
+    except NotFound:
+        pass
+    env = {**os.environ, "FRAUDOPS_MODEL_TAG": model_tag}
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [
+            sys.executable, "-m", "bentoml", "build", str(project_root),
+            "-f", str(project_root / "bentofile.yaml"), "--version", f"v{version}", "--output", "tag",
+        ]
+        done = subprocess.run(cmd, env=env, cwd=tmp, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"bentoml build failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    for line in done.stdout.splitlines():
+        if line.startswith("__tag__:"):
+            return line.removeprefix("__tag__:").strip()
+    return bento_tag

@@ -1,0 +1,244 @@
+"""Prefect flows: simulate, ingest, train, promote, package, and the pipeline that chains them."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from features.engineering import FeatureSpec, compute_features
+from features.lake import Lake, write_parquet_atomic
+from features.online import OnlineFeatureState
+from features.simulator import SimulatorConfig, simulate_transactions
+from features.sources import SourceFormat, read_table, to_canonical_frame
+from flows.settings import Settings
+from model.splits import TimeSplit
+from validation.features import require_valid_features
+from validation.raw import validate_raw
+
+DEMO_START = date(2026, 4, 1)
+
+
+@dataclass(frozen=True)
+class IngestSummary:
+    """``read == accepted + duplicates + rejected``, always."""
+
+    source: str
+    read: int
+    accepted: int
+    duplicates: int
+    rejected: int
+    partitions: list[str]
+    quarantine: str | None
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    settings.apply_environment()
+    return settings
+
+
+@task(cache_policy=NO_CACHE)
+def simulate_task(config: SimulatorConfig, out: Path) -> Path:
+    frame = simulate_transactions(config)
+    write_parquet_atomic(frame, out)
+    return out
+
+
+@flow(name="simulate", log_prints=True)
+def simulate_flow(
+    customers: int = 1_000, terminals: int = 2_000, days: int = 120, start: date = DEMO_START, seed: int = 42
+) -> str:
+    """Generate a seeded transaction file into the home's inbox; returns its path."""
+    settings = _settings()
+    config = SimulatorConfig.scaled(customers, terminals, days, start_date=start, seed=seed)
+    out = settings.home_dir / "inbox" / f"simulated-{start}-{days}d-{customers}c-seed{seed}.parquet"
+    path = simulate_task(config, out)
+    print(f"simulated {customers} customers x {days} days -> {path}")
+    return str(path)
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5])
+def read_source_task(path: Path) -> pl.DataFrame:
+    return read_table(path)
+
+
+@flow(name="ingest", log_prints=True)
+def ingest_flow(source: str, source_format: str = "auto") -> dict[str, Any]:
+    """Read a file, validate it with the raw GX suite, land accepted rows, quarantine the rest."""
+    settings = _settings()
+    path = Path(source)
+    lake = Lake(settings.home_dir)
+    mapped = to_canonical_frame(read_source_task(path), SourceFormat(source_format))
+    # Repeated ids inside the file: the first occurrence competes, later ones are duplicates.
+    repeat = pl.col("transaction_id").is_not_null() & ~pl.col("transaction_id").is_first_distinct()
+    in_file_duplicates = mapped.filter(repeat).height
+    validation = validate_raw(mapped.filter(~repeat))
+    landing = lake.land(validation.accepted)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    quarantine = lake.quarantine(validation.rejected, f"{path.stem}-{digest}")
+    summary = IngestSummary(
+        source=str(path),
+        read=mapped.height,
+        accepted=landing.landed,
+        duplicates=landing.duplicates + in_file_duplicates,
+        rejected=validation.rejected.height,
+        partitions=list(landing.partitions),
+        quarantine=str(quarantine) if quarantine else None,
+    )
+    if summary.read != summary.accepted + summary.duplicates + summary.rejected:
+        raise RuntimeError(f"row accounting does not balance: {summary}")
+    create_table_artifact(
+        key="ingest-report",
+        table=[{k: v for k, v in asdict(summary).items() if k != "partitions"}],
+        description=f"Ingest of {path.name}: read = accepted + duplicates + rejected",
+    )
+    print(
+        f"ingest {path.name}: read {summary.read} = accepted {summary.accepted} + duplicates "
+        f"{summary.duplicates} + rejected {summary.rejected} ({len(summary.partitions)} partitions written)"
+    )
+    return asdict(summary)
+
+
+@task(cache_policy=NO_CACHE)
+def build_features_task(transactions: pl.DataFrame, spec: FeatureSpec) -> pl.DataFrame:
+    return compute_features(transactions, spec)
+
+
+@task(cache_policy=NO_CACHE)
+def feature_gate_task(features: pl.DataFrame, spec: FeatureSpec) -> None:
+    require_valid_features(features, spec)
+
+
+@flow(name="train", log_prints=True)
+def train_flow(
+    start: date | None = None,
+    end: date | None = None,
+    label_delay_days: int | None = None,
+    valid_days: int = 7,
+    test_days: int = 7,
+    seed: int = 42,
+) -> dict[str, Any]:
+    """Features from the lake window, GX feature gate, XGBoost on a time split, MLflow run, `challenger`."""
+    from model.registry import configure_mlflow, log_training_run
+    from model.training import TrainingConfig, train_model
+
+    settings = _settings()
+    lake = Lake(settings.home_dir)
+    transactions = lake.read(start, end)
+    if transactions.height == 0:
+        raise ValueError(f"the lake at {lake.transactions_dir} has no transactions in {start}..{end}; ingest first")
+    spec = FeatureSpec(label_delay_days=settings.label_delay_days if label_delay_days is None else label_delay_days)
+    features = build_features_task(transactions, spec)
+    feature_gate_task(features, spec)
+    days = features["tx_datetime"].dt.date()
+    split = TimeSplit.ending_at(days.max(), days.min(), spec.label_delay_days, valid_days, test_days)  # type: ignore[arg-type]
+    result = task(train_model, cache_policy=NO_CACHE)(features, spec, split, TrainingConfig(seed=seed))
+    configure_mlflow(settings.tracking_uri, settings.experiment, settings.artifact_root)
+    registered = log_training_run(result, settings.registered_model, lake.lineage(split.train_start, split.test_end))
+    print(
+        f"trained {settings.registered_model} v{registered.version} on {result.rows['train']} rows "
+        f"({split.train_start}..{split.train_end}): test AUC {result.metrics['test_auc']:.3f}, "
+        f"AP {result.metrics['test_ap']:.3f}; baseline AP {result.baseline_metrics['test_ap']:.3f}"
+    )
+    return {
+        "version": registered.version,
+        "run_id": registered.run_id,
+        "metrics": result.metrics,
+        "baseline_metrics": result.baseline_metrics,
+        "rows": result.rows,
+        "split": split.to_dict(),
+        "threshold": result.threshold,
+    }
+
+
+@flow(name="promote", log_prints=True)
+def promote_flow(max_ap_drop: float = 0.01) -> dict[str, Any]:
+    """Gate the challenger against the champion on the challenger's test window; move `champion` if it wins."""
+    from model.promotion import decide_promotion
+    from model.registry import (
+        CHALLENGER,
+        CHAMPION,
+        alias_version,
+        configure_mlflow,
+        load_booster,
+        load_model_card,
+        set_alias,
+        tag_version,
+    )
+    from model.training import evaluate_booster
+
+    settings = _settings()
+    configure_mlflow(settings.tracking_uri, settings.experiment, settings.artifact_root)
+    challenger = alias_version(settings.registered_model, CHALLENGER)
+    if challenger is None:
+        raise ValueError(f"no '{CHALLENGER}' alias on {settings.registered_model}: run train first")
+    champion = alias_version(settings.registered_model, CHAMPION)
+    card = load_model_card(challenger)
+    spec = FeatureSpec.from_dict(card["feature_spec"])
+    split = TimeSplit(**{k: date.fromisoformat(v) for k, v in card["split"].items()})
+    history_start = split.test_start.toordinal() - spec.history_days
+    transactions = Lake(settings.home_dir).read(date.fromordinal(history_start), split.test_end)
+    test = split.select(compute_features(transactions, spec), "test")
+    challenger_ap = evaluate_booster(load_booster(challenger), test, spec, card["threshold"])["ap"]
+    champion_ap = None
+    if champion is not None and champion.version != challenger.version:
+        champion_card = load_model_card(champion)
+        champion_spec = FeatureSpec.from_dict(champion_card["feature_spec"])
+        champion_test = split.select(compute_features(transactions, champion_spec), "test")
+        champion_ap = evaluate_booster(load_booster(champion), champion_test, champion_spec, champion_card["threshold"])["ap"]
+    decision = decide_promotion(
+        challenger.version,
+        challenger_ap,
+        champion.version if champion and champion_ap is not None else None,
+        champion_ap,
+        max_ap_drop,
+    )
+    if decision.promote:
+        set_alias(challenger, CHAMPION)
+    tag_version(challenger, {"promotion": "promoted" if decision.promote else "rejected", "promotion_reasons": " | ".join(decision.reasons)})
+    create_markdown_artifact(key="promotion-decision", markdown=decision.markdown())
+    print(decision.markdown())
+    return decision.to_dict()
+
+
+@flow(name="package", log_prints=True)
+def package_flow() -> dict[str, str]:
+    """Champion -> BentoML model (booster, card, online state, lineage labels) -> Bento."""
+    from flows.packaging import build_bento, save_bento_model
+    from model.registry import CHAMPION, alias_version, configure_mlflow, load_booster, load_model_card
+
+    settings = _settings()
+    configure_mlflow(settings.tracking_uri, settings.experiment, settings.artifact_root)
+    champion = alias_version(settings.registered_model, CHAMPION)
+    if champion is None:
+        raise ValueError(f"no '{CHAMPION}' alias on {settings.registered_model}: run train and promote first")
+    card = load_model_card(champion) | {"model_version": champion.version, "run_id": champion.run_id}
+    spec = FeatureSpec.from_dict(card["feature_spec"])
+    state = OnlineFeatureState.from_transactions(Lake(settings.home_dir).read(), spec).to_frame()
+    labels = {"mlflow_model": settings.registered_model, "mlflow_version": champion.version, "mlflow_run_id": champion.run_id}
+    model_tag = save_bento_model(settings.bento_model, champion.version, load_booster(champion), card, state, labels)
+    bento_tag = task(build_bento, cache_policy=NO_CACHE)(model_tag, champion.version)
+    print(f"packaged champion v{champion.version}: model {model_tag}, bento {bento_tag} ({state.height} state rows)")
+    return {"model_tag": model_tag, "bento_tag": bento_tag, "version": champion.version}
+
+
+@flow(name="pipeline", log_prints=True)
+def pipeline_flow(
+    customers: int = 1_000, terminals: int = 2_000, days: int = 120, start: date = DEMO_START, seed: int = 42
+) -> dict[str, Any]:
+    """The demo lifecycle: simulate -> ingest -> train -> promote -> package."""
+    source = simulate_flow(customers, terminals, days, start, seed)
+    ingest = ingest_flow(source)
+    training = train_flow(seed=seed)
+    promotion = promote_flow()
+    package = package_flow()
+    get_run_logger().info("pipeline done: model v%s, bento %s", package["version"], package["bento_tag"])
+    return {"ingest": ingest, "train": training, "promote": promotion, "package": package}

@@ -1,0 +1,64 @@
+"""One strict settings object; every knob has an env var ``FRAUDOPS_<NAME>``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Telemetry/analytics switches of the stack (this project never phones home).
+QUIET_ENV = {
+    "GX_ANALYTICS_ENABLED": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "true",
+    "BENTOML_DO_NOT_TRACK": "true",
+    "GRADIO_ANALYTICS_ENABLED": "False",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+}
+
+
+class Settings(BaseSettings):
+    """Where state lives and how the service binds. Defaults are the embedded single-machine setup."""
+
+    model_config = SettingsConfigDict(env_prefix="FRAUDOPS_", frozen=True, extra="forbid")
+
+    home: Path = Field(Path(".fraudops"), description="Root of the lake, MLflow, Prefect and BentoML state.")
+    mlflow_tracking_uri: str | None = Field(
+        None, description="MLflow tracking URI; default MLFLOW_TRACKING_URI, else SQLite under the home."
+    )
+    experiment: str = Field("fraudops", description="MLflow experiment name.")
+    registered_model: str = Field("fraud-detector", description="MLflow registered model name.")
+    bento_model: str = Field("fraud_detector", description="BentoML model name.")
+    label_delay_days: int = Field(7, ge=0, le=60, description="Days before a label is known.")
+    host: str = Field("127.0.0.1", description="Service bind address.")
+    port: int = Field(3000, ge=1, le=65535, description="Service port.")
+
+    @property
+    def home_dir(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def tracking_uri(self) -> str:
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.home_dir / 'mlflow.db'}"
+
+    @property
+    def artifact_root(self) -> Path:
+        return self.home_dir / "mlartifacts"
+
+    @property
+    def bentoml_home(self) -> Path:
+        return Path(os.environ.get("BENTOML_HOME") or self.home_dir / "bentoml")
+
+    def apply_environment(self) -> None:
+        """Export state locations before Prefect, MLflow or BentoML are imported (explicit env wins)."""
+        self.home_dir.mkdir(parents=True, exist_ok=True)
+        for key, value in QUIET_ENV.items():
+            os.environ.setdefault(key, value)
+        os.environ.setdefault("BENTOML_HOME", str(self.home_dir / "bentoml"))
+        os.environ.setdefault("PREFECT_HOME", str(self.home_dir / "prefect"))
+        os.environ.setdefault("MLFLOW_TRACKING_URI", self.tracking_uri)

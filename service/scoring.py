@@ -1,0 +1,143 @@
+"""Real-time scoring: online features from the shared state, native booster, readable reasons."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Literal
+
+import numpy as np
+import xgboost as xgb
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+
+from features.contract import TransactionIn
+from features.online import OnlineFeatureState, to_epoch_us
+from model.bundle import Bundle
+
+MAX_BATCH_ROWS = 10_000
+
+
+class Reason(BaseModel):
+    """One feature's push towards (positive) or away from (negative) fraud, in log-odds."""
+
+    feature: str
+    value: float
+    contribution: float
+
+
+class ScoreResponse(BaseModel):
+    """The answer for one transaction."""
+
+    transaction_id: str
+    fraud_probability: float = Field(ge=0, le=1)
+    decision: Literal["alert", "approve"]
+    threshold: float
+    model_version: str
+    reasons: list[Reason]
+
+
+class RowError(BaseModel):
+    """Why one row of a batch was not scored."""
+
+    index: int
+    transaction_id: str | None
+    reason: str
+
+
+class BatchResponse(BaseModel):
+    """Per-row results; ``received == scored + rejected``."""
+
+    received: int
+    scored: int
+    rejected: int
+    results: list[ScoreResponse]
+    errors: list[RowError]
+
+
+_TX = TypeAdapter(TransactionIn)
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """'field: message' pairs, e.g. ``amount: Input should be greater than or equal to 0``."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors(include_url=False)
+    )
+
+
+class Scorer:
+    """Holds the booster, threshold and online state of one loaded model bundle."""
+
+    def __init__(self, bundle: Bundle, n_reasons: int = 3) -> None:
+        self.bundle = bundle
+        self.booster: xgb.Booster = bundle.booster
+        self.booster.set_param({"nthread": 1})
+        self.spec = bundle.spec
+        self.feature_names = self.spec.feature_names
+        self.threshold = bundle.threshold
+        self.version = bundle.version
+        self.n_reasons = n_reasons
+        self.state = OnlineFeatureState.from_frame(bundle.state, self.spec)
+        self._iteration_range = (0, int(bundle.card.get("best_iteration", 0)) + 1)
+        self._lock = threading.Lock()
+
+    def features(self, tx: TransactionIn, observe: bool = True) -> np.ndarray:
+        """Online feature row for ``tx``; with ``observe`` the state then records it."""
+        t_us = to_epoch_us(tx.tx_datetime)
+        with self._lock:
+            row = self.state.features(tx.transaction_id, tx.customer_id, tx.terminal_id, t_us, tx.amount, tx.tx_datetime)
+            if observe:
+                self.state.observe(tx.transaction_id, tx.customer_id, tx.terminal_id, t_us, tx.amount)
+        return row
+
+    def _reasons(self, rows: np.ndarray) -> list[list[Reason]]:
+        contribs = self.booster.predict(
+            xgb.DMatrix(rows, feature_names=self.feature_names),
+            pred_contribs=True,
+            iteration_range=self._iteration_range,
+        )[:, :-1]  # last column is the bias
+        out = []
+        for row, contrib in zip(rows, contribs, strict=True):
+            top = np.argsort(-contrib)[: self.n_reasons]
+            out.append(
+                [Reason(feature=self.feature_names[i], value=float(row[i]), contribution=float(contrib[i])) for i in top]
+            )
+        return out
+
+    def score_rows(self, txs: list[TransactionIn], rows: np.ndarray) -> list[ScoreResponse]:
+        probabilities = self.booster.inplace_predict(rows, iteration_range=self._iteration_range)
+        reasons = self._reasons(rows)
+        return [
+            ScoreResponse(
+                transaction_id=tx.transaction_id,
+                fraud_probability=float(p),
+                decision="alert" if p >= self.threshold else "approve",
+                threshold=self.threshold,
+                model_version=self.version,
+                reasons=r,
+            )
+            for tx, p, r in zip(txs, probabilities, reasons, strict=True)
+        ]
+
+    def score(self, tx: TransactionIn) -> ScoreResponse:
+        """Score one transaction and add it to the online state."""
+        return self.score_rows([tx], self.features(tx)[None, :])[0]
+
+    def score_batch(self, records: list[Any]) -> BatchResponse:
+        """Validate each record; score the valid ones in order, report the others by index."""
+        valid: list[TransactionIn] = []
+        errors: list[RowError] = []
+        for index, record in enumerate(records):
+            try:
+                valid.append(_TX.validate_python(record))
+            except ValidationError as exc:
+                tid = record.get("transaction_id") if isinstance(record, dict) else None
+                errors.append(RowError(index=index, transaction_id=str(tid) if tid is not None else None, reason=describe_validation_error(exc)))
+        results: list[ScoreResponse] = []
+        if valid:
+            rows = np.vstack([self.features(tx) for tx in valid])
+            results = self.score_rows(valid, rows)
+        return BatchResponse(
+            received=len(records), scored=len(results), rejected=len(errors), results=results, errors=errors
+        )
+
+    def model_card(self) -> dict[str, Any]:
+        return {**self.bundle.card, "online_state_transactions": len(self.state)}
