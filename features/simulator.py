@@ -137,10 +137,8 @@ def simulate_transactions(config: SimulatorConfig) -> pl.DataFrame:
     start = datetime(c.start_date.year, c.start_date.month, c.start_date.day, tzinfo=UTC)
     epoch_us = int(start.timestamp() * 1_000_000)
     tx_us = epoch_us + (day * SECONDS_PER_DAY + seconds) * 1_000_000
-    width = max(1, len(str(max(customer.size - 1, 0))))
-    return pl.DataFrame(
+    frame = pl.DataFrame(
         {
-            "transaction_id": pl.int_range(0, customer.size, eager=True).cast(pl.String).str.zfill(width),
             "tx_datetime": pl.Series(tx_us, dtype=pl.Int64).cast(CANONICAL_SCHEMA["tx_datetime"]),
             "customer_id": pl.Series(customer).cast(pl.String),
             "terminal_id": pl.Series(terminal).cast(pl.String),
@@ -148,4 +146,9 @@ def simulate_transactions(config: SimulatorConfig) -> pl.DataFrame:
             "is_fraud": (scenario > 0).astype(np.int8),
             SCENARIO_COLUMN: scenario,
         }
-    ).with_columns(("tx" + pl.col("transaction_id")).alias("transaction_id"))
+    )
+    # Ids unique across simulations and appended days: seed, date and rank within the day.
+    day_key = pl.col("tx_datetime").dt.strftime("%Y%m%d")
+    rank = pl.int_range(0, pl.len()).over(day_key).cast(pl.String).str.zfill(6)
+    transaction_id = pl.format("s{}-{}-{}", pl.lit(c.seed), day_key, rank).alias("transaction_id")
+    return frame.select(transaction_id, pl.all())

@@ -1,0 +1,243 @@
+"""The `fraudops` command line. Heavy libraries are imported inside commands so --help stays fast."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from flows.settings import Settings
+
+app = typer.Typer(
+    help="Card-fraud detection with its own ML lifecycle: simulate, ingest, train, promote, build, serve.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+console = Console()
+
+Customers = Annotated[int, typer.Option(min=10, help="Simulated customers.")]
+Terminals = Annotated[int, typer.Option(min=10, help="Simulated terminals.")]
+Days = Annotated[int, typer.Option(min=1, help="Simulated days.")]
+Start = Annotated[str, typer.Option(help="First simulated day (YYYY-MM-DD).")]
+Seed = Annotated[int, typer.Option(help="Random seed (same seed, same data and model).")]
+Host = Annotated[str | None, typer.Option(help="Bind address (default FRAUDOPS_HOST, 127.0.0.1).")]
+Port = Annotated[int | None, typer.Option(help="Port (default FRAUDOPS_PORT, 3000).")]
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    settings.apply_environment()
+    return settings
+
+
+def _date(value: str | None, option: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint=option) from None
+
+
+@app.command()
+def simulate(
+    customers: Customers = 1_000,
+    terminals: Terminals = 2_000,
+    days: Days = 120,
+    start: Start = "2026-04-01",
+    seed: Seed = 42,
+    out: Annotated[Path | None, typer.Option(help="Output .parquet or .csv (default: the home's inbox).")] = None,
+) -> None:
+    """Generate transactions with the handbook-design simulator (canonical schema + scenario column)."""
+    settings = _settings()
+    from features.lake import write_parquet_atomic
+    from features.simulator import SimulatorConfig, simulate_transactions
+
+    first = _date(start, "--start")
+    assert first is not None
+    with console.status("simulating..."):
+        frame = simulate_transactions(SimulatorConfig.scaled(customers, terminals, days, start_date=first, seed=seed))
+    target = out or settings.home_dir / "inbox" / f"simulated-{first}-{days}d-{customers}c-seed{seed}.parquet"
+    if target.suffix == ".csv":
+        target.parent.mkdir(parents=True, exist_ok=True)
+        frame.write_csv(target)
+    else:
+        write_parquet_atomic(frame, target)
+    rate = frame["is_fraud"].mean() or 0.0
+    console.print(f"wrote {frame.height:,} transactions ({rate:.2%} fraud) to {target}")
+
+
+@app.command()
+def ingest(
+    path: Annotated[Path, typer.Argument(help="CSV or Parquet file to ingest.")],
+    source_format: Annotated[
+        str, typer.Option("--format", help="auto, canonical, handbook or sparkov.")
+    ] = "auto",
+) -> None:
+    """Validate a file and land it in the lake; rejected rows go to quarantine with a reason."""
+    _settings()
+    from features.sources import SourceError, SourceFormat
+    from flows.pipeline import ingest_flow
+
+    try:
+        SourceFormat(source_format)
+    except ValueError:
+        raise typer.BadParameter(f"unknown format {source_format!r}", param_hint="--format") from None
+    try:
+        summary = ingest_flow(str(path), source_format)
+    except SourceError as exc:
+        console.print(f"[red]ingest failed:[/red] {exc}")
+        raise typer.Exit(2) from None
+    console.print(
+        f"read {summary['read']:,} = accepted {summary['accepted']:,} + duplicates {summary['duplicates']:,} "
+        f"+ rejected {summary['rejected']:,}"
+    )
+    if summary["quarantine"]:
+        console.print(f"rejected rows and reasons: {summary['quarantine']}")
+
+
+@app.command()
+def train(
+    start: Annotated[str | None, typer.Option(help="First day of data to use (default: all).")] = None,
+    end: Annotated[str | None, typer.Option(help="Last day of data to use (default: newest).")] = None,
+    label_delay: Annotated[int | None, typer.Option(help="Label delay in days (default FRAUDOPS_LABEL_DELAY_DAYS).")] = None,
+    seed: Seed = 42,
+) -> None:
+    """Train on the lake with a time split and the label delay; register the model as `challenger`."""
+    _settings()
+    from flows.pipeline import train_flow
+
+    result = train_flow(_date(start, "--start"), _date(end, "--end"), label_delay, seed=seed)
+    m = result["metrics"]
+    console.print(f"registered v{result['version']}: test AUC {m['test_auc']:.3f}, AP {m['test_ap']:.3f}")
+
+
+@app.command()
+def promote(
+    max_ap_drop: Annotated[float, typer.Option(help="Largest AP loss vs the champion still promoted.")] = 0.01,
+) -> None:
+    """Gate the challenger against the champion on the same labelled window; move `champion` if it passes."""
+    _settings()
+    from flows.pipeline import promote_flow
+
+    decision = promote_flow(max_ap_drop)
+    console.print(("promoted: " if decision["promote"] else "kept champion: ") + "; ".join(decision["reasons"]))
+
+
+@app.command()
+def build() -> None:
+    """Package the champion as a BentoML model and build the Bento (tagged with the model version)."""
+    _settings()
+    from flows.pipeline import package_flow
+
+    out = package_flow()
+    console.print(f"bento {out['bento_tag']} (model {out['model_tag']})")
+
+
+def _serve(bento: str, host: str, port: int) -> None:
+    """Run `bentoml serve`, wait for /readyz, print the URLs, stop it on Ctrl-C."""
+    import httpx
+
+    cmd = [sys.executable, "-m", "bentoml", "serve", bento, "--host", host, "--port", str(port)]
+    proc = subprocess.Popen(cmd, cwd=Settings().home_dir)
+    base = f"http://{host}:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise typer.Exit(proc.returncode or 1)
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        else:
+            console.print(f"[red]service did not become ready at {base}[/red]")
+            raise typer.Exit(1)
+        console.print(f"[green]serving[/green] {bento}: API {base}/score  UI {base}/ui/  docs {base}/docs")
+        console.print(
+            f"try: curl -s -X POST {base}/score -H 'content-type: application/json' -d "
+            "'{\"transaction_id\":\"t1\",\"tx_datetime\":\"2026-07-29T12:00:00Z\",\"customer_id\":\"7\","
+            "\"terminal_id\":\"11\",\"amount\":250}'"
+        )
+        console.print("Ctrl-C to stop.")
+        proc.wait()
+    except KeyboardInterrupt:
+        console.print("stopping...")
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _latest_bento() -> str:
+    import bentoml
+
+    bentos = sorted(bentoml.bentos.list("fraud_service"), key=lambda b: b.info.creation_time)
+    if not bentos:
+        console.print("[red]no fraud_service Bento yet: run `fraudops build` (or `fraudops demo`) first[/red]")
+        raise typer.Exit(1)
+    return str(bentos[-1].tag)
+
+
+@app.command()
+def serve(
+    bento: Annotated[str | None, typer.Option(help="Bento tag (default: the newest fraud_service).")] = None,
+    host: Host = None,
+    port: Port = None,
+) -> None:
+    """Serve a built Bento with `bentoml serve` (API and the Gradio UI at /ui)."""
+    settings = _settings()
+    _serve(bento or _latest_bento(), host or settings.host, port or settings.port)
+
+
+@app.command()
+def demo(
+    customers: Customers = 1_000,
+    terminals: Terminals = 2_000,
+    days: Days = 120,
+    start: Start = "2026-04-01",
+    seed: Seed = 42,
+    serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve the Bento when done.")] = True,
+    host: Host = None,
+    port: Port = None,
+) -> None:
+    """The main job: simulate -> ingest -> validate -> features -> train -> register -> promote -> build -> serve."""
+    settings = _settings()
+    from flows.pipeline import pipeline_flow
+
+    first = _date(start, "--start")
+    assert first is not None
+    started = time.perf_counter()
+    out = pipeline_flow(customers, terminals, days, first, seed)
+    elapsed = time.perf_counter() - started
+    ingest_, train_, pkg = out["ingest"], out["train"], out["package"]
+    table = Table(title=f"fraudops demo ({elapsed:.0f} s)", show_header=False)
+    table.add_row("rows", f"read {ingest_['read']:,}: accepted {ingest_['accepted']:,}, duplicates {ingest_['duplicates']:,}, rejected {ingest_['rejected']:,}")
+    table.add_row("split", f"train {train_['split']['train_start']}..{train_['split']['train_end']}, test {train_['split']['test_start']}..{train_['split']['test_end']}")
+    m, b = train_["metrics"], train_["baseline_metrics"]
+    table.add_row("test metrics", f"AUC {m['test_auc']:.3f}  AP {m['test_ap']:.3f}  precision {m['test_precision']:.3f}  recall {m['test_recall']:.3f}")
+    table.add_row("baseline (logistic)", f"AUC {b['test_auc']:.3f}  AP {b['test_ap']:.3f}")
+    table.add_row("model", f"{settings.registered_model} v{pkg['version']} ({'champion' if out['promote']['promote'] else 'challenger'})")
+    table.add_row("bento", pkg["bento_tag"])
+    table.add_row("MLflow", f"{settings.tracking_uri}  (UI: uv run mlflow ui --backend-store-uri {settings.tracking_uri})")
+    console.print(table)
+    if serve_after:
+        _serve(pkg["bento_tag"], host or settings.host, port or settings.port)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
