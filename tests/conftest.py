@@ -27,7 +27,7 @@ import pytest  # noqa: E402
 
 from features.simulator import SimulatorConfig, simulate_transactions  # noqa: E402
 
-PIPELINE_SIZE = {"customers": 300, "terminals": 600, "days": 75, "start": date(2026, 4, 1), "seed": 7}
+PIPELINE_SIZE = {"customers": 500, "terminals": 1_000, "days": 90, "start": date(2026, 4, 1), "seed": 7}
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

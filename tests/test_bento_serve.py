@@ -1,0 +1,53 @@
+"""The built Bento under a real `bentoml serve` subprocess on a free loopback port."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_bentoml_serve_scores_over_http(pipeline_result: dict[str, Any], tmp_path: Any) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "FRAUDOPS_MODEL_TAG"}
+    bento = pipeline_result["package"]["bento_tag"]
+    cmd = [sys.executable, "-m", "bentoml", "serve", bento, "--host", "127.0.0.1", "--port", str(port)]
+    # Run from an empty dir: the Bento must not need the source tree.
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else "server exited"
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "bentoml serve did not become ready"
+            time.sleep(0.5)
+        tx = {"transaction_id": "http-1", "tx_datetime": "2026-06-01T10:00:00Z", "customer_id": "3", "terminal_id": "9", "amount": 42.0}
+        response = httpx.post(f"{base}/score", json=tx, timeout=10)
+        assert response.status_code == 200, response.text
+        assert response.json()["model_version"] == pipeline_result["package"]["version"]
+        bad = httpx.post(f"{base}/score", json={**tx, "amount": -1}, timeout=10)
+        assert bad.status_code == 400 and "amount" in bad.text
+        assert httpx.get(f"{base}/ui/", timeout=10).status_code == 200
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
