@@ -1,0 +1,3 @@
+-- One server, one database per component.
+CREATE DATABASE prefect;
+CREATE DATABASE mlflow;
