@@ -74,6 +74,4 @@ def to_canonical(df: pl.DataFrame) -> pl.DataFrame:
     if "is_fraud" not in df.columns:
         df = df.with_columns(pl.lit(None, dtype=pl.Int8).alias("is_fraud"))
     extras = [c for c in df.columns if c not in CANONICAL_SCHEMA]
-    return df.select(
-        [pl.col(c).cast(t) for c, t in CANONICAL_SCHEMA.items()] + [pl.col(c) for c in extras]
-    )
+    return df.select([pl.col(c).cast(t) for c, t in CANONICAL_SCHEMA.items()] + [pl.col(c) for c in extras])

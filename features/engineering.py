@@ -63,9 +63,7 @@ class FeatureSpec:
         )
 
 
-def _cumulative_at(
-    left: pl.DataFrame, events: pl.DataFrame, key: str, cutoff: str, values: list[str]
-) -> pl.DataFrame:
+def _cumulative_at(left: pl.DataFrame, events: pl.DataFrame, key: str, cutoff: str, values: list[str]) -> pl.DataFrame:
     """For each left row, the key's cumulative ``values`` over events with time <= cutoff (0 if none)."""
     # One row per (key, time): the cumulative totals after the last event at that time.
     table = events.group_by(key, "t_us", maintain_order=True).agg(pl.col(values).last()).sort("t_us")
@@ -85,9 +83,7 @@ def compute_features(transactions: pl.DataFrame, spec: FeatureSpec | None = None
     """
     spec = spec or FeatureSpec()
     df = (
-        transactions.sort(*ORDER_COLUMNS)
-        .with_row_index("_row")
-        .with_columns(t_us=pl.col("tx_datetime").dt.epoch("us"))
+        transactions.sort(*ORDER_COLUMNS).with_row_index("_row").with_columns(t_us=pl.col("tx_datetime").dt.epoch("us"))
     )
 
     cust = df.select("_row", "customer_id", "t_us", "amount").with_columns(

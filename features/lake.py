@@ -49,10 +49,12 @@ class Lake:
 
     @property
     def transactions_dir(self) -> Path:
+        """Directory holding the date-partitioned transaction files."""
         return self.root / "lake" / "transactions"
 
     @property
     def quarantine_dir(self) -> Path:
+        """Directory where rejected rows are written."""
         return self.root / "quarantine"
 
     def partition_paths(self) -> list[Path]:

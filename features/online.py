@@ -128,7 +128,9 @@ class OnlineFeatureState:
         return True
 
     @classmethod
-    def from_transactions(cls, transactions: pl.DataFrame, spec: FeatureSpec, as_of: datetime | None = None) -> OnlineFeatureState:
+    def from_transactions(
+        cls, transactions: pl.DataFrame, spec: FeatureSpec, as_of: datetime | None = None
+    ) -> OnlineFeatureState:
         """Build the state from canonical transactions (only the history the features need)."""
         state = cls(spec)
         df = transactions.sort(*ORDER_COLUMNS)

@@ -95,9 +95,7 @@ def simulate_transactions(config: SimulatorConfig) -> pl.DataFrame:
     nearby = cKDTree(term_xy).query_ball_point(cust_xy, r=c.radius)
     n_nearby = np.fromiter((len(t) for t in nearby), dtype=np.int64, count=c.n_customers)
     offsets = np.concatenate([[0], np.cumsum(n_nearby)])
-    flat_terminals = np.fromiter(
-        (t for ts in nearby for t in sorted(ts)), dtype=np.int64, count=int(offsets[-1])
-    )
+    flat_terminals = np.fromiter((t for ts in nearby for t in sorted(ts)), dtype=np.int64, count=int(offsets[-1]))
 
     counts = rng.poisson(daily_rate[:, None], size=(c.n_customers, c.n_days))
     counts[n_nearby == 0, :] = 0
@@ -115,9 +113,7 @@ def simulate_transactions(config: SimulatorConfig) -> pl.DataFrame:
     terminal = flat_terminals[offsets[customer] + pick]
 
     keep = (seconds > 0) & (seconds < SECONDS_PER_DAY)
-    customer, day, seconds, amount, terminal = (
-        a[keep] for a in (customer, day, seconds, amount, terminal)
-    )
+    customer, day, seconds, amount, terminal = (a[keep] for a in (customer, day, seconds, amount, terminal))
     order = np.lexsort((customer, seconds, day))
     customer, day, seconds, amount, terminal = (a[order] for a in (customer, day, seconds, amount, terminal))
 

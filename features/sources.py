@@ -13,7 +13,6 @@ import polars as pl
 
 from features.contract import CANONICAL_SCHEMA, SCENARIO_COLUMN
 
-
 #: Column added by :func:`to_canonical_frame`: why a row's values could not be parsed (or null).
 PARSE_ERRORS = "parse_errors"
 
@@ -129,8 +128,12 @@ def _parse_datetime(col: pl.Expr, dtype: pl.DataType | None) -> pl.Expr:
         aware = col.dt.replace_time_zone("UTC") if dtype.time_zone is None else col.dt.convert_time_zone("UTC")
         return aware.cast(target)
     text = col.cast(pl.String).str.strip_chars()
-    return pl.coalesce(
-        text.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False, time_unit="us"),
-        text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False, time_unit="us"),
-        text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%z", strict=False, time_unit="us").dt.replace_time_zone(None),
-    ).dt.replace_time_zone("UTC").cast(target)
+    return (
+        pl.coalesce(
+            text.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False, time_unit="us"),
+            text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False, time_unit="us"),
+            text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%z", strict=False, time_unit="us").dt.replace_time_zone(None),
+        )
+        .dt.replace_time_zone("UTC")
+        .cast(target)
+    )

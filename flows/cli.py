@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -79,9 +78,7 @@ def simulate(
 @app.command()
 def ingest(
     path: Annotated[Path, typer.Argument(help="CSV or Parquet file to ingest.")],
-    source_format: Annotated[
-        str, typer.Option("--format", help="auto, canonical, handbook or sparkov.")
-    ] = "auto",
+    source_format: Annotated[str, typer.Option("--format", help="auto, canonical, handbook or sparkov.")] = "auto",
 ) -> None:
     """Validate a file and land it in the lake; rejected rows go to quarantine with a reason."""
     _settings()
@@ -109,7 +106,9 @@ def ingest(
 def train(
     start: Annotated[str | None, typer.Option(help="First day of data to use (default: all).")] = None,
     end: Annotated[str | None, typer.Option(help="Last day of data to use (default: newest).")] = None,
-    label_delay: Annotated[int | None, typer.Option(help="Label delay in days (default FRAUDOPS_LABEL_DELAY_DAYS).")] = None,
+    label_delay: Annotated[
+        int | None, typer.Option(help="Label delay in days (default FRAUDOPS_LABEL_DELAY_DAYS).")
+    ] = None,
     seed: Seed = 42,
 ) -> None:
     """Train on the lake with a time split and the label delay; register the model as `challenger`."""
@@ -167,8 +166,8 @@ def _serve(bento: str, host: str, port: int) -> None:
         console.print(f"[green]serving[/green] {bento}: API {base}/score  UI {base}/ui/  docs {base}/docs")
         console.print(
             f"try: curl -s -X POST {base}/score -H 'content-type: application/json' -d "
-            "'{\"transaction_id\":\"t1\",\"tx_datetime\":\"2026-07-29T12:00:00Z\",\"customer_id\":\"7\","
-            "\"terminal_id\":\"11\",\"amount\":250}'"
+            '\'{"transaction_id":"t1","tx_datetime":"2026-07-29T12:00:00Z","customer_id":"7",'
+            '"terminal_id":"11","amount":250}\''
         )
         console.print("Ctrl-C to stop.")
         proc.wait()
@@ -226,14 +225,37 @@ def demo(
     elapsed = time.perf_counter() - started
     ingest_, train_, pkg = out["ingest"], out["train"], out["package"]
     table = Table(title=f"fraudops demo ({elapsed:.0f} s)", show_header=False)
-    table.add_row("rows", f"read {ingest_['read']:,}: accepted {ingest_['accepted']:,}, duplicates {ingest_['duplicates']:,}, rejected {ingest_['rejected']:,}")
-    table.add_row("split", f"train {train_['split']['train_start']}..{train_['split']['train_end']}, test {train_['split']['test_start']}..{train_['split']['test_end']}")
+    table.add_row(
+        "rows",
+        (
+            f"read {ingest_['read']:,}: accepted {ingest_['accepted']:,}, "
+            f"duplicates {ingest_['duplicates']:,}, rejected {ingest_['rejected']:,}"
+        ),
+    )
+    table.add_row(
+        "split",
+        (
+            f"train {train_['split']['train_start']}..{train_['split']['train_end']}, "
+            f"test {train_['split']['test_start']}..{train_['split']['test_end']}"
+        ),
+    )
     m, b = train_["metrics"], train_["baseline_metrics"]
-    table.add_row("test metrics", f"AUC {m['test_auc']:.3f}  AP {m['test_ap']:.3f}  precision {m['test_precision']:.3f}  recall {m['test_recall']:.3f}")
+    table.add_row(
+        "test metrics",
+        (
+            f"AUC {m['test_auc']:.3f}  AP {m['test_ap']:.3f}  "
+            f"precision {m['test_precision']:.3f}  recall {m['test_recall']:.3f}"
+        ),
+    )
     table.add_row("baseline (logistic)", f"AUC {b['test_auc']:.3f}  AP {b['test_ap']:.3f}")
-    table.add_row("model", f"{settings.registered_model} v{pkg['version']} ({'champion' if out['promote']['promote'] else 'challenger'})")
+    table.add_row(
+        "model",
+        f"{settings.registered_model} v{pkg['version']} ({'champion' if out['promote']['promote'] else 'challenger'})",
+    )
     table.add_row("bento", pkg["bento_tag"])
-    table.add_row("MLflow", f"{settings.tracking_uri}  (UI: uv run mlflow ui --backend-store-uri {settings.tracking_uri})")
+    table.add_row(
+        "MLflow", f"{settings.tracking_uri}  (UI: uv run mlflow ui --backend-store-uri {settings.tracking_uri})"
+    )
     console.print(table)
     if serve_after:
         _serve(pkg["bento_tag"], host or settings.host, port or settings.port)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -20,6 +21,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 @dataclass(frozen=True)
 class PackagedModel:
+    """Tags of the stored BentoML model and the Bento built from it."""
+
     model_tag: str
     bento_tag: str
 
@@ -32,11 +35,9 @@ def save_bento_model(
     from bentoml.exceptions import NotFound
 
     tag = f"{name}:v{version}"
-    try:
+    with contextlib.suppress(NotFound):
         bentoml.models.get(tag)
         return tag
-    except NotFound:
-        pass
     with bentoml.models.create(tag, labels=labels, metadata={"threshold": card["threshold"]}) as stored:
         write_bundle(Path(stored.path), booster, card, state)
     return tag
@@ -51,15 +52,22 @@ def build_bento(model_tag: str, version: str, project_root: Path = PROJECT_ROOT)
     from bentoml.exceptions import NotFound
 
     bento_tag = f"fraud_service:v{version}"
-    try:
+    with contextlib.suppress(NotFound):
         bentoml.bentos.delete(bento_tag)
-    except NotFound:
-        pass
     env = {**os.environ, "FRAUDOPS_MODEL_TAG": model_tag}
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [
-            sys.executable, "-m", "bentoml", "build", str(project_root),
-            "-f", str(project_root / "bentofile.yaml"), "--version", f"v{version}", "--output", "tag",
+            sys.executable,
+            "-m",
+            "bentoml",
+            "build",
+            str(project_root),
+            "-f",
+            str(project_root / "bentofile.yaml"),
+            "--version",
+            f"v{version}",
+            "--output",
+            "tag",
         ]
         done = subprocess.run(cmd, env=env, cwd=tmp, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:

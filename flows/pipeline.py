@@ -47,6 +47,7 @@ def _settings() -> Settings:
 
 @task(cache_policy=NO_CACHE)
 def simulate_task(config: SimulatorConfig, out: Path) -> Path:
+    """Simulate transactions for ``config``, write them atomically to ``out`` and return that path."""
     frame = simulate_transactions(config)
     write_parquet_atomic(frame, out)
     return out
@@ -67,6 +68,7 @@ def simulate_flow(
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5])
 def read_source_task(path: Path) -> pl.DataFrame:
+    """Read the CSV or Parquet source file at ``path``."""
     return read_table(path)
 
 
@@ -109,11 +111,13 @@ def ingest_flow(source: str, source_format: str = "auto") -> dict[str, Any]:
 
 @task(cache_policy=NO_CACHE)
 def build_features_task(transactions: pl.DataFrame, spec: FeatureSpec) -> pl.DataFrame:
+    """Compute the feature columns of ``spec`` for the transactions."""
     return compute_features(transactions, spec)
 
 
 @task(cache_policy=NO_CACHE)
 def feature_gate_task(features: pl.DataFrame, spec: FeatureSpec) -> None:
+    """Raise if the feature frame fails the GX feature suite."""
     require_valid_features(features, spec)
 
 
@@ -193,7 +197,9 @@ def promote_flow(max_ap_drop: float = 0.01) -> dict[str, Any]:
         champion_card = load_model_card(champion)
         champion_spec = FeatureSpec.from_dict(champion_card["feature_spec"])
         champion_test = split.select(compute_features(transactions, champion_spec), "test")
-        champion_ap = evaluate_booster(load_booster(champion), champion_test, champion_spec, champion_card["threshold"])["ap"]
+        champion_ap = evaluate_booster(
+            load_booster(champion), champion_test, champion_spec, champion_card["threshold"]
+        )["ap"]
     decision = decide_promotion(
         challenger.version,
         challenger_ap,
@@ -203,7 +209,13 @@ def promote_flow(max_ap_drop: float = 0.01) -> dict[str, Any]:
     )
     if decision.promote:
         set_alias(challenger, CHAMPION)
-    tag_version(challenger, {"promotion": "promoted" if decision.promote else "rejected", "promotion_reasons": " | ".join(decision.reasons)})
+    tag_version(
+        challenger,
+        {
+            "promotion": "promoted" if decision.promote else "rejected",
+            "promotion_reasons": " | ".join(decision.reasons),
+        },
+    )
     create_markdown_artifact(key="promotion-decision", markdown=decision.markdown())
     print(decision.markdown())
     return decision.to_dict()
@@ -223,7 +235,11 @@ def package_flow() -> dict[str, str]:
     card = load_model_card(champion) | {"model_version": champion.version, "run_id": champion.run_id}
     spec = FeatureSpec.from_dict(card["feature_spec"])
     state = OnlineFeatureState.from_transactions(Lake(settings.home_dir).read(), spec).to_frame()
-    labels = {"mlflow_model": settings.registered_model, "mlflow_version": champion.version, "mlflow_run_id": champion.run_id}
+    labels = {
+        "mlflow_model": settings.registered_model,
+        "mlflow_version": champion.version,
+        "mlflow_run_id": champion.run_id,
+    }
     model_tag = save_bento_model(settings.bento_model, champion.version, load_booster(champion), card, state, labels)
     bento_tag = task(build_bento, cache_policy=NO_CACHE)(model_tag, champion.version)
     print(f"packaged champion v{champion.version}: model {model_tag}, bento {bento_tag} ({state.height} state rows)")

@@ -38,20 +38,24 @@ class Settings(BaseSettings):
 
     @property
     def home_dir(self) -> Path:
+        """The home directory, user-expanded and absolute."""
         return self.home.expanduser().resolve()
 
     @property
     def tracking_uri(self) -> str:
+        """MLflow tracking URI: the setting, else MLFLOW_TRACKING_URI, else SQLite under the home."""
         if self.mlflow_tracking_uri:
             return self.mlflow_tracking_uri
         return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.home_dir / 'mlflow.db'}"
 
     @property
     def artifact_root(self) -> Path:
+        """Directory for MLflow artifacts under the home."""
         return self.home_dir / "mlartifacts"
 
     @property
     def bentoml_home(self) -> Path:
+        """BentoML store directory: BENTOML_HOME if set, else under the home."""
         return Path(os.environ.get("BENTOML_HOME") or self.home_dir / "bentoml")
 
     def apply_environment(self) -> None:

@@ -30,14 +30,17 @@ class Bundle:
 
     @property
     def spec(self) -> FeatureSpec:
+        """Feature spec recorded in the model card."""
         return FeatureSpec.from_dict(self.card["feature_spec"])
 
     @property
     def threshold(self) -> float:
+        """Alert threshold on the fraud probability."""
         return float(self.card["threshold"])
 
     @property
     def version(self) -> str:
+        """Model version from the card, or ``unknown``."""
         return str(self.card.get("model_version", "unknown"))
 
 

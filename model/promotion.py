@@ -17,9 +17,11 @@ class PromotionDecision:
     reasons: tuple[str, ...]
 
     def to_dict(self) -> dict[str, object]:
+        """The decision as a plain dict."""
         return asdict(self)
 
     def markdown(self) -> str:
+        """Markdown summary: the verdict heading and one bullet per reason."""
         verdict = "promoted to champion" if self.promote else "kept as challenger"
         lines = [f"## Challenger v{self.challenger_version}: {verdict}", ""]
         lines += [f"- {r}" for r in self.reasons]

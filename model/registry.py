@@ -28,6 +28,7 @@ class RegisteredModel:
 
     @property
     def uri(self) -> str:
+        """MLflow ``models:/<name>/<version>`` URI."""
         return f"models:/{self.name}/{self.version}"
 
 
@@ -101,12 +102,14 @@ def alias_version(model_name: str, alias: str) -> RegisteredModel | None:
 
 
 def set_alias(model: RegisteredModel, alias: str) -> None:
+    """Point ``alias`` at the model's version."""
     import mlflow
 
     mlflow.MlflowClient().set_registered_model_alias(model.name, alias, model.version)
 
 
 def tag_version(model: RegisteredModel, tags: dict[str, str]) -> None:
+    """Set each of ``tags`` on the model version."""
     import mlflow
 
     client = mlflow.MlflowClient()
@@ -122,6 +125,7 @@ def load_booster(model: RegisteredModel) -> xgb.Booster:
 
 
 def load_model_card(model: RegisteredModel) -> dict[str, Any]:
+    """The model card logged with the version's training run."""
     import mlflow
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -41,6 +41,7 @@ class TimeSplit:
         return cls(first_day, train_end, valid_start, valid_end, test_start, last_day)
 
     def to_dict(self) -> dict[str, str]:
+        """Window boundaries as ISO date strings."""
         return {k: v.isoformat() for k, v in asdict(self).items()}
 
     def select(self, frame: pl.DataFrame, part: str) -> pl.DataFrame:

@@ -35,6 +35,7 @@ class TrainingConfig:
     eval_metric: str = "logloss"
 
     def xgb_params(self) -> dict[str, Any]:
+        """Native XGBoost training parameters."""
         return {
             "objective": "binary:logistic",
             "eval_metric": self.eval_metric,
@@ -66,6 +67,7 @@ class TrainingResult:
 
     @property
     def feature_names(self) -> list[str]:
+        """Feature columns in model order."""
         return self.spec.feature_names
 
     def model_card(self) -> dict[str, Any]:
@@ -89,6 +91,7 @@ def matrix(frame: pl.DataFrame, spec: FeatureSpec) -> np.ndarray:
 
 
 def labels(frame: pl.DataFrame) -> np.ndarray:
+    """Fraud labels as an int8 array."""
     return frame["is_fraud"].to_numpy().astype(np.int8)
 
 
@@ -97,7 +100,9 @@ def predict(booster: xgb.Booster, x: np.ndarray) -> np.ndarray:
     return booster.inplace_predict(x, iteration_range=(0, booster.best_iteration + 1))
 
 
-def evaluate_booster(booster: xgb.Booster, frame: pl.DataFrame, spec: FeatureSpec, threshold: float) -> dict[str, float]:
+def evaluate_booster(
+    booster: xgb.Booster, frame: pl.DataFrame, spec: FeatureSpec, threshold: float
+) -> dict[str, float]:
     """Ranking and alert metrics of ``booster`` on a labelled feature frame."""
     y, p = labels(frame), predict(booster, matrix(frame, spec))
     return {**ranking_metrics(y, p), **alert_metrics(y, p, threshold)}

@@ -83,7 +83,9 @@ class Scorer:
         """Online feature row for ``tx``; with ``observe`` the state then records it."""
         t_us = to_epoch_us(tx.tx_datetime)
         with self._lock:
-            row = self.state.features(tx.transaction_id, tx.customer_id, tx.terminal_id, t_us, tx.amount, tx.tx_datetime)
+            row = self.state.features(
+                tx.transaction_id, tx.customer_id, tx.terminal_id, t_us, tx.amount, tx.tx_datetime
+            )
             if observe:
                 self.state.observe(tx.transaction_id, tx.customer_id, tx.terminal_id, t_us, tx.amount)
         return row
@@ -98,11 +100,15 @@ class Scorer:
         for row, contrib in zip(rows, contribs, strict=True):
             top = np.argsort(-contrib)[: self.n_reasons]
             out.append(
-                [Reason(feature=self.feature_names[i], value=float(row[i]), contribution=float(contrib[i])) for i in top]
+                [
+                    Reason(feature=self.feature_names[i], value=float(row[i]), contribution=float(contrib[i]))
+                    for i in top
+                ]
             )
         return out
 
     def score_rows(self, txs: list[TransactionIn], rows: np.ndarray) -> list[ScoreResponse]:
+        """Score precomputed feature rows: probability, decision and top reasons per transaction."""
         probabilities = self.booster.inplace_predict(rows, iteration_range=self._iteration_range)
         reasons = self._reasons(rows)
         return [
@@ -130,7 +136,13 @@ class Scorer:
                 valid.append(_TX.validate_python(record))
             except ValidationError as exc:
                 tid = record.get("transaction_id") if isinstance(record, dict) else None
-                errors.append(RowError(index=index, transaction_id=str(tid) if tid is not None else None, reason=describe_validation_error(exc)))
+                errors.append(
+                    RowError(
+                        index=index,
+                        transaction_id=str(tid) if tid is not None else None,
+                        reason=describe_validation_error(exc),
+                    )
+                )
         results: list[ScoreResponse] = []
         if valid:
             rows = np.vstack([self.features(tx) for tx in valid])
@@ -140,4 +152,5 @@ class Scorer:
         )
 
     def model_card(self) -> dict[str, Any]:
+        """The bundle's model card plus the online state's transaction count."""
         return {**self.bundle.card, "online_state_transactions": len(self.state)}

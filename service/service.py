@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import bentoml
 import gradio as gr
@@ -50,7 +50,7 @@ class FraudService:
 
     @bentoml.api(route="/score_batch", output_spec=BatchResponse)
     def score_batch(
-        self, transactions: list[dict[str, Any]] = Field(max_length=MAX_BATCH_ROWS)
+        self, transactions: Annotated[list[dict[str, Any]], Field(max_length=MAX_BATCH_ROWS)]
     ) -> BatchResponse:
         """Score a JSON list of transactions; invalid rows come back by index with a reason."""
         return self.scorer.score_batch(transactions)

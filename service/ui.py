@@ -18,7 +18,9 @@ from service.scoring import Scorer, describe_validation_error
 def build_ui(get_scorer: Callable[[], Scorer]) -> gr.Blocks:
     """The Blocks app; ``get_scorer`` returns the service's loaded scorer at call time."""
 
-    def score_one(tid: str, when: str, customer: str, terminal: str, amount: float) -> tuple[str, pd.DataFrame, dict[str, Any]]:
+    def score_one(
+        tid: str, when: str, customer: str, terminal: str, amount: float
+    ) -> tuple[str, pd.DataFrame, dict[str, Any]]:
         try:
             tx = TransactionIn(
                 transaction_id=tid, tx_datetime=when, customer_id=customer, terminal_id=terminal, amount=amount
@@ -44,7 +46,10 @@ def build_ui(get_scorer: Callable[[], Scorer]) -> gr.Blocks:
         batch = get_scorer().score_batch(records)
         table = pd.DataFrame(
             [{k: v for k, v in r.model_dump().items() if k != "reasons"} for r in batch.results]
-            + [{"transaction_id": e.transaction_id, "decision": "rejected", "error": f"row {e.index}: {e.reason}"} for e in batch.errors]
+            + [
+                {"transaction_id": e.transaction_id, "decision": "rejected", "error": f"row {e.index}: {e.reason}"}
+                for e in batch.errors
+            ]
         )
         with tempfile.NamedTemporaryFile("w", suffix="-scored.csv", delete=False) as out:
             table.to_csv(out, index=False)

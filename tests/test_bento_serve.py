@@ -38,7 +38,13 @@ def test_bentoml_serve_scores_over_http(pipeline_result: dict[str, Any], tmp_pat
                 pass
             assert time.monotonic() < deadline, "bentoml serve did not become ready"
             time.sleep(0.5)
-        tx = {"transaction_id": "http-1", "tx_datetime": "2026-06-01T10:00:00Z", "customer_id": "3", "terminal_id": "9", "amount": 42.0}
+        tx = {
+            "transaction_id": "http-1",
+            "tx_datetime": "2026-06-01T10:00:00Z",
+            "customer_id": "3",
+            "terminal_id": "9",
+            "amount": 42.0,
+        }
         response = httpx.post(f"{base}/score", json=tx, timeout=10)
         assert response.status_code == 200, response.text
         assert response.json()["model_version"] == pipeline_result["package"]["version"]

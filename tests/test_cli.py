@@ -13,7 +13,8 @@ runner = CliRunner()
 def test_help_lists_the_commands_without_importing_heavy_libraries() -> None:
     code = (
         "import sys; from flows.cli import app; "
-        "heavy = [m for m in ('great_expectations', 'mlflow', 'gradio', 'bentoml', 'xgboost', 'prefect') if m in sys.modules]; "
+        "heavy = [m for m in ('great_expectations', 'mlflow', 'gradio', 'bentoml', 'xgboost', 'prefect') "
+        "if m in sys.modules]; "
         "print(heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -26,7 +27,9 @@ def test_help_lists_the_commands_without_importing_heavy_libraries() -> None:
 
 def test_simulate_writes_a_file(tmp_path: Path) -> None:
     out = tmp_path / "sim.csv"
-    result = runner.invoke(app, ["simulate", "--customers", "50", "--terminals", "100", "--days", "5", "--out", str(out)])
+    result = runner.invoke(
+        app, ["simulate", "--customers", "50", "--terminals", "100", "--days", "5", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     frame = pl.read_csv(out)
     assert frame.height > 100 and "transaction_id" in frame.columns

@@ -95,7 +95,10 @@ def test_future_rows_and_unripe_labels_never_change_earlier_features(
     rng = np.random.default_rng(flip_seed)
     unripe = pl.col("tx_datetime") > cut - timedelta(days=spec.label_delay_days)
     scrambled = full.with_columns(
-        pl.when(unripe).then(pl.Series(rng.integers(0, 2, full.height), dtype=pl.Int8)).otherwise(pl.col("is_fraud")).alias("is_fraud")
+        pl.when(unripe)
+        .then(pl.Series(rng.integers(0, 2, full.height), dtype=pl.Int8))
+        .otherwise(pl.col("is_fraud"))
+        .alias("is_fraud")
     )
     got = compute_features(scrambled, spec).filter(pl.col("tx_datetime") <= cut).select("transaction_id", *names)
     assert got.equals(expected)
@@ -108,7 +111,8 @@ def test_online_features_match_offline_for_10k_consecutive_transactions(small_tr
     held_out = offline.tail(10_000)
     cut = held_out["tx_datetime"].min()
     history = small_transactions.filter(
-        (pl.col("tx_datetime") < cut) | ((pl.col("tx_datetime") == cut) & ~pl.col("transaction_id").is_in(held_out["transaction_id"].implode()))
+        (pl.col("tx_datetime") < cut)
+        | ((pl.col("tx_datetime") == cut) & ~pl.col("transaction_id").is_in(held_out["transaction_id"].implode()))
     )
     state = OnlineFeatureState.from_transactions(history, spec)
     state = OnlineFeatureState.from_frame(state.to_frame(), spec)  # through the shipped snapshot format

@@ -29,7 +29,9 @@ def client(pipeline_result: dict[str, Any]) -> Iterator[TestClient]:
     os.environ.pop("FRAUDOPS_MODEL_TAG", None)
 
 
-def test_score_returns_probability_decision_version_and_reasons(client: TestClient, pipeline_result: dict[str, Any]) -> None:
+def test_score_returns_probability_decision_version_and_reasons(
+    client: TestClient, pipeline_result: dict[str, Any]
+) -> None:
     response = client.post("/score", json=VALID)
     assert response.status_code == 200, response.text
     body = response.json()
@@ -65,7 +67,9 @@ def test_customer_history_changes_the_features(client: TestClient) -> None:
         ({"unexpected": 1}, "unexpected"),
     ],
 )
-def test_invalid_transactions_get_a_4xx_naming_the_field(client: TestClient, change: dict[str, Any], field: str) -> None:
+def test_invalid_transactions_get_a_4xx_naming_the_field(
+    client: TestClient, change: dict[str, Any], field: str
+) -> None:
     response = client.post("/score", json={**VALID, **change})
     assert 400 <= response.status_code < 500
     assert field in response.text

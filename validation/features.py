@@ -28,15 +28,15 @@ def feature_expectations(spec: FeatureSpec) -> list[tuple[Any, str]]:
     for name in spec.feature_names:
         suite.append((e.ExpectColumnValuesToNotBeNull(column=name), f"{name}: null values"))
         if "risk" in name or name in {"tx_during_weekend", "tx_during_night"}:
-            suite.append((e.ExpectColumnValuesToBeBetween(column=name, min_value=0, max_value=1), f"{name}: outside [0, 1]"))
+            suite.append(
+                (e.ExpectColumnValuesToBeBetween(column=name, min_value=0, max_value=1), f"{name}: outside [0, 1]")
+            )
         elif "customer_id_nb_tx" in name:
             # The current transaction is always inside its own customer window.
             suite.append((e.ExpectColumnValuesToBeBetween(column=name, min_value=1), f"{name}: below 1"))
         else:
             suite.append((e.ExpectColumnValuesToBeBetween(column=name, min_value=0), f"{name}: negative"))
-    suite.append(
-        (e.ExpectColumnValuesToBeInSet(column="is_fraud", value_set=[0, 1]), "is_fraud: label outside {0, 1}")
-    )
+    suite.append((e.ExpectColumnValuesToBeInSet(column="is_fraud", value_set=[0, 1]), "is_fraud: label outside {0, 1}"))
     return suite
 
 

@@ -37,6 +37,7 @@ class SuiteResult:
 
     @property
     def failures(self) -> list[ExpectationOutcome]:
+        """The expectations that failed."""
         return [o for o in self.outcomes if not o.success]
 
 

@@ -25,6 +25,7 @@ class RawValidation:
 
     @property
     def received(self) -> int:
+        """Rows in the batch (accepted plus rejected)."""
         return self.accepted.height + self.rejected.height
 
 
@@ -69,7 +70,11 @@ def validate_raw(batch: pl.DataFrame, now: datetime | None = None) -> RawValidat
         # Epoch seconds: GX range checks on timezone-aware pandas datetimes are fragile.
         tx_epoch_s=pl.col("tx_datetime").dt.epoch("us") / 1e6,
     )
-    result = run_suite("raw_transactions", raw_expectations(now), frame.select(ROW_INDEX, *CANONICAL_COLUMNS, "tx_epoch_s", PARSE_ERRORS))
+    result = run_suite(
+        "raw_transactions",
+        raw_expectations(now),
+        frame.select(ROW_INDEX, *CANONICAL_COLUMNS, "tx_epoch_s", PARSE_ERRORS),
+    )
     reasons: dict[int, list[str]] = {}
     for outcome in result.failures:
         for row in outcome.failed_rows:
