@@ -18,7 +18,6 @@ CANONICAL_SCHEMA: dict[str, pl.DataType] = {
     "is_fraud": pl.Int8(),
 }
 CANONICAL_COLUMNS: tuple[str, ...] = tuple(CANONICAL_SCHEMA)
-REQUIRED_ONLINE_COLUMNS: tuple[str, ...] = CANONICAL_COLUMNS[:-1]
 
 #: Generator ground truth; kept for analysis, never a model feature.
 SCENARIO_COLUMN = "fraud_scenario"
@@ -60,18 +59,3 @@ class TransactionIn(BaseModel):
 def empty_transactions() -> pl.DataFrame:
     """An empty frame with the canonical schema."""
     return pl.DataFrame(schema=CANONICAL_SCHEMA)
-
-
-def to_canonical(df: pl.DataFrame) -> pl.DataFrame:
-    """Select and cast the canonical columns (extra analysis columns such as the scenario are kept).
-
-    Raises:
-        ValueError: if a canonical column other than the label is missing.
-    """
-    missing = [c for c in REQUIRED_ONLINE_COLUMNS if c not in df.columns]
-    if missing:
-        raise ValueError(f"missing canonical columns: {', '.join(missing)}")
-    if "is_fraud" not in df.columns:
-        df = df.with_columns(pl.lit(None, dtype=pl.Int8).alias("is_fraud"))
-    extras = [c for c in df.columns if c not in CANONICAL_SCHEMA]
-    return df.select([pl.col(c).cast(t) for c, t in CANONICAL_SCHEMA.items()] + [pl.col(c) for c in extras])

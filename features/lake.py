@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
-from features.contract import CANONICAL_SCHEMA, empty_transactions
+from features.contract import empty_transactions
 
 PARTITION_FILE = "part.parquet"
 
@@ -68,7 +68,7 @@ class Lake:
             return empty_transactions()
         return pl.concat([pl.read_parquet(p) for p in paths], how="diagonal_relaxed")
 
-    def existing_ids(self, dates: list[date]) -> pl.Series:
+    def existing_ids(self) -> pl.Series:
         """Transaction ids already landed (all partitions: ids are unique across the lake)."""
         paths = self.partition_paths()
         if not paths:
@@ -82,8 +82,7 @@ class Lake:
         keep their first occurrence.
         """
         received = accepted.height
-        dates = accepted["tx_datetime"].dt.date().unique().to_list()
-        seen = self.existing_ids(dates)
+        seen = self.existing_ids()
         new = accepted.unique("transaction_id", keep="first", maintain_order=True).filter(
             ~pl.col("transaction_id").is_in(seen.implode())
         )
@@ -123,6 +122,3 @@ def _partition_date(path: Path) -> date:
 
 def _in_range(day: date, start: date | None, end: date | None) -> bool:
     return (start is None or day >= start) and (end is None or day <= end)
-
-
-__all__ = ["CANONICAL_SCHEMA", "Lake", "LandingReport", "write_parquet_atomic"]

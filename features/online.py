@@ -128,14 +128,10 @@ class OnlineFeatureState:
         return True
 
     @classmethod
-    def from_transactions(
-        cls, transactions: pl.DataFrame, spec: FeatureSpec, as_of: datetime | None = None
-    ) -> OnlineFeatureState:
+    def from_transactions(cls, transactions: pl.DataFrame, spec: FeatureSpec) -> OnlineFeatureState:
         """Build the state from canonical transactions (only the history the features need)."""
         state = cls(spec)
         df = transactions.sort(*ORDER_COLUMNS)
-        if as_of is not None:
-            df = df.filter(pl.col("tx_datetime") <= as_of)
         if df.height:
             newest = df["tx_datetime"].max()
             df = df.filter(pl.col("tx_datetime") > newest - pl.duration(days=spec.history_days))  # type: ignore[operator]

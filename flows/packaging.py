@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +16,6 @@ import xgboost as xgb
 from model.bundle import write_bundle
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-@dataclass(frozen=True)
-class PackagedModel:
-    """Tags of the stored BentoML model and the Bento built from it."""
-
-    model_tag: str
-    bento_tag: str
 
 
 def save_bento_model(

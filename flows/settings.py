@@ -53,11 +53,6 @@ class Settings(BaseSettings):
         """Directory for MLflow artifacts under the home."""
         return self.home_dir / "mlartifacts"
 
-    @property
-    def bentoml_home(self) -> Path:
-        """BentoML store directory: BENTOML_HOME if set, else under the home."""
-        return Path(os.environ.get("BENTOML_HOME") or self.home_dir / "bentoml")
-
     def apply_environment(self) -> None:
         """Export state locations before Prefect, MLflow or BentoML are imported (explicit env wins)."""
         self.home_dir.mkdir(parents=True, exist_ok=True)
