@@ -51,6 +51,13 @@ def test_bentoml_serve_scores_over_http(pipeline_result: dict[str, Any], tmp_pat
         bad = httpx.post(f"{base}/score", json={**tx, "amount": -1}, timeout=10)
         assert bad.status_code == 400 and "amount" in bad.text
         assert httpx.get(f"{base}/ui/", timeout=10).status_code == 200
+        # The Gradio UI's callbacks reach the loaded scorer in the served process.
+        from gradio_client import Client
+
+        ui = Client(f"{base}/ui/", verbose=False)
+        summary, _, payload = ui.predict("ui-1", "2026-06-01T10:05:00Z", "3", "9", 42.0, api_name="/score_one")
+        assert payload["transaction_id"] == "ui-1" and payload["decision"] in {"alert", "approve"}
+        assert f"model v{pipeline_result['package']['version']}" in summary
     finally:
         proc.terminate()
         try:
