@@ -14,7 +14,7 @@ NOW = datetime(2026, 11, 1, tzinfo=UTC)
 def raw_batch() -> pl.DataFrame:
     return pl.DataFrame(
         {
-            "transaction_id": ["ok1", "bad_time", "no_customer", "future", "ok2", "bad_label", "neg"],
+            "transaction_id": ["ok1", "bad_time", "no_customer", "future", "ok2", "bad_label", "neg", "two"],
             "tx_datetime": [
                 "2026-01-01 10:00:00",
                 "yesterday",
@@ -23,11 +23,12 @@ def raw_batch() -> pl.DataFrame:
                 "2026-01-02T00:00:00",
                 "2026-01-03 00:00:00",
                 "2026-01-03 00:00:00",
+                "2026-01-04 00:00:00",
             ],
-            "customer_id": ["1", "2", "", "4", "5", "6", "7"],
-            "terminal_id": ["t"] * 7,
-            "amount": ["1.5", "3", "4", "2", "7", "8", "-3"],
-            "is_fraud": ["0", "1", "", "0", "1", "7", "0"],
+            "customer_id": ["1", "2", "", "4", "5", "6", "7", None],
+            "terminal_id": ["t"] * 8,
+            "amount": ["1.5", "3", "4", "2", "7", "8", "-3", "12,50"],
+            "is_fraud": ["0", "1", "", "0", "1", "7", "0", "0"],
         }
     )
 
@@ -41,7 +42,8 @@ def test_raw_suite_rejects_each_bad_row_with_its_reason() -> None:
     assert "in the future" in reasons["future"]
     assert reasons["bad_label"] == "is_fraud: not 0, 1 or empty"
     assert reasons["neg"].startswith("amount: negative")
-    assert result.received == 7 == result.accepted.height + result.rejected.height
+    assert reasons["two"] == "customer_id: missing or unparseable; amount: cannot parse value '12,50'"
+    assert result.received == 8 == result.accepted.height + result.rejected.height
     assert not result.suite.success
 
 

@@ -81,7 +81,10 @@ def validate_raw(batch: pl.DataFrame, now: datetime | None = None) -> RawValidat
             reasons.setdefault(row, []).append(outcome.reason)
     parse = dict(frame.filter(pl.col(PARSE_ERRORS).is_not_null()).select(ROW_INDEX, PARSE_ERRORS).iter_rows())
     for row, text in parse.items():
-        reasons[row] = [r for r in reasons.get(row, []) if r != "parse error" and "unparseable" not in r] + [text]
+        # The parse note is more precise than "parse error" and than "<col>: missing" for those columns.
+        unparsed = {part.split(":", 1)[0] for part in text.split("; ")}
+        kept = [r for r in reasons.get(row, []) if r != "parse error" and r.split(":", 1)[0] not in unparsed]
+        reasons[row] = [*kept, text]
     reason_frame = pl.DataFrame(
         {ROW_INDEX: list(reasons), "reason": ["; ".join(dict.fromkeys(v)) for v in reasons.values()]},
         schema={ROW_INDEX: pl.UInt32, "reason": pl.String},
