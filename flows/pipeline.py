@@ -258,3 +258,12 @@ def pipeline_flow(
     package = package_flow()
     get_run_logger().info("pipeline done: model v%s, bento %s", package["version"], package["bento_tag"])
     return {"ingest": ingest, "train": training, "promote": promotion, "package": package}
+
+
+@flow(name="train-and-promote", log_prints=True)
+def train_and_promote_flow(seed: int = 42, max_ap_drop: float = 0.01) -> dict[str, Any]:
+    """Scheduled retrain: train on all labelled lake history, gate it, and package it when it is promoted."""
+    training = train_flow(seed=seed)
+    promotion = promote_flow(max_ap_drop)
+    package = package_flow() if promotion["promote"] else None
+    return {"train": training, "promote": promotion, "package": package}
