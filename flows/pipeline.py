@@ -185,6 +185,14 @@ def promote_flow(max_ap_drop: float = 0.01) -> dict[str, Any]:
     if challenger is None:
         raise ValueError(f"no '{CHALLENGER}' alias on {settings.registered_model}: run train first")
     champion = alias_version(settings.registered_model, CHAMPION)
+    if champion is not None and champion.version == challenger.version:
+        print(f"v{challenger.version} is already the champion: nothing to promote")
+        return {
+            "promote": False,
+            "challenger_version": challenger.version,
+            "champion_version": champion.version,
+            "reasons": ("the challenger already is the champion",),
+        }
     card = load_model_card(challenger)
     spec = FeatureSpec.from_dict(card["feature_spec"])
     split = TimeSplit(**{k: date.fromisoformat(v) for k, v in card["split"].items()})
@@ -193,7 +201,7 @@ def promote_flow(max_ap_drop: float = 0.01) -> dict[str, Any]:
     test = split.select(compute_features(transactions, spec), "test")
     challenger_ap = evaluate_booster(load_booster(challenger), test, spec, card["threshold"])["ap"]
     champion_ap = None
-    if champion is not None and champion.version != challenger.version:
+    if champion is not None:
         champion_card = load_model_card(champion)
         champion_spec = FeatureSpec.from_dict(champion_card["feature_spec"])
         champion_test = split.select(compute_features(transactions, champion_spec), "test")
@@ -203,7 +211,7 @@ def promote_flow(max_ap_drop: float = 0.01) -> dict[str, Any]:
     decision = decide_promotion(
         challenger.version,
         challenger_ap,
-        champion.version if champion and champion_ap is not None else None,
+        champion.version if champion else None,
         champion_ap,
         max_ap_drop,
     )

@@ -61,6 +61,8 @@ def test_rerun_train_and_promote_makes_a_new_version_and_moves_champion(pipeline
     # Same data and seed: the same quality, so the newer model is promoted (within tolerance).
     assert decision["promote"] and decision["champion_version"] == pipeline_result["train"]["version"]
     assert decision["challenger_ap"] == pytest.approx(decision["champion_ap"], abs=1e-9)
+    again = promote_flow()
+    assert not again["promote"] and "already is the champion" in again["reasons"][0]
 
 
 def test_training_refuses_an_empty_window(prefect_harness: None, pipeline_result: dict[str, Any]) -> None:
