@@ -65,7 +65,7 @@ def simulate(
     assert first is not None
     with console.status("simulating..."):
         frame = simulate_transactions(SimulatorConfig.scaled(customers, terminals, days, start_date=first, seed=seed))
-    target = out or settings.home_dir / "inbox" / f"simulated-{first}-{days}d-{customers}c-seed{seed}.parquet"
+    target = out or settings.simulated_path(first, days, customers, seed)
     if target.suffix == ".csv":
         target.parent.mkdir(parents=True, exist_ok=True)
         frame.write_csv(target)
@@ -248,10 +248,9 @@ def demo(
         ),
     )
     table.add_row("baseline (logistic)", f"AUC {b['test_auc']:.3f}  AP {b['test_ap']:.3f}")
-    table.add_row(
-        "model",
-        f"{settings.registered_model} v{pkg['version']} ({'champion' if out['promote']['promote'] else 'challenger'})",
-    )
+    promotion = out["promote"]
+    kept = "" if promotion["promote"] else f"; challenger v{promotion['challenger_version']} not promoted"
+    table.add_row("model", f"{settings.registered_model} v{pkg['version']} (champion{kept})")
     table.add_row("bento", pkg["bento_tag"])
     table.add_row(
         "MLflow", f"{settings.tracking_uri}  (UI: uv run mlflow ui --backend-store-uri {settings.tracking_uri})"

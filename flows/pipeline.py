@@ -60,8 +60,7 @@ def simulate_flow(
     """Generate a seeded transaction file into the home's inbox; returns its path."""
     settings = _settings()
     config = SimulatorConfig.scaled(customers, terminals, days, start_date=start, seed=seed)
-    out = settings.home_dir / "inbox" / f"simulated-{start}-{days}d-{customers}c-seed{seed}.parquet"
-    path = simulate_task(config, out)
+    path = simulate_task(config, settings.simulated_path(start, days, customers, seed))
     print(f"simulated {customers} customers x {days} days -> {path}")
     return str(path)
 
@@ -170,6 +169,7 @@ def promote_flow(max_ap_drop: float = 0.01) -> dict[str, Any]:
     from model.registry import (
         CHALLENGER,
         CHAMPION,
+        RegisteredModel,
         alias_version,
         configure_mlflow,
         load_booster,
@@ -194,20 +194,23 @@ def promote_flow(max_ap_drop: float = 0.01) -> dict[str, Any]:
             "reasons": ("the challenger already is the champion",),
         }
     card = load_model_card(challenger)
-    spec = FeatureSpec.from_dict(card["feature_spec"])
+    champion_card = load_model_card(champion) if champion is not None else None
     split = TimeSplit(**{k: date.fromisoformat(v) for k, v in card["split"].items()})
-    history_start = split.test_start.toordinal() - spec.history_days
-    transactions = Lake(settings.home_dir).read(date.fromordinal(history_start), split.test_end)
-    test = split.select(compute_features(transactions, spec), "test")
-    challenger_ap = evaluate_booster(load_booster(challenger), test, spec, card["threshold"])["ap"]
-    champion_ap = None
-    if champion is not None:
-        champion_card = load_model_card(champion)
-        champion_spec = FeatureSpec.from_dict(champion_card["feature_spec"])
-        champion_test = split.select(compute_features(transactions, champion_spec), "test")
-        champion_ap = evaluate_booster(
-            load_booster(champion), champion_test, champion_spec, champion_card["threshold"]
-        )["ap"]
+    history = max(FeatureSpec.from_dict(c["feature_spec"]).history_days for c in (card, champion_card) if c)
+    transactions = Lake(settings.home_dir).read(
+        date.fromordinal(split.test_start.toordinal() - history), split.test_end
+    )
+    test_windows: dict[FeatureSpec, pl.DataFrame] = {}
+
+    def test_ap(model: RegisteredModel, model_card: dict[str, Any]) -> float:
+        """AP of ``model`` on the challenger's test window, with the model's own feature spec."""
+        spec = FeatureSpec.from_dict(model_card["feature_spec"])
+        if spec not in test_windows:
+            test_windows[spec] = split.select(compute_features(transactions, spec), "test")
+        return evaluate_booster(load_booster(model), test_windows[spec], spec, model_card["threshold"])["ap"]
+
+    challenger_ap = test_ap(challenger, card)
+    champion_ap = test_ap(champion, champion_card) if champion is not None and champion_card else None
     decision = decide_promotion(
         challenger.version,
         challenger_ap,

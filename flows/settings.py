@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import date
 from pathlib import Path
 
 from pydantic import Field
@@ -52,6 +53,10 @@ class Settings(BaseSettings):
     def artifact_root(self) -> Path:
         """Directory for MLflow artifacts under the home."""
         return self.home_dir / "mlartifacts"
+
+    def simulated_path(self, start: date, days: int, customers: int, seed: int) -> Path:
+        """Inbox file for a simulated world (same parameters, same file: reruns are idempotent)."""
+        return self.home_dir / "inbox" / f"simulated-{start}-{days}d-{customers}c-seed{seed}.parquet"
 
     def apply_environment(self) -> None:
         """Export state locations before Prefect, MLflow or BentoML are imported (explicit env wins)."""

@@ -79,25 +79,27 @@ class Scorer:
         self._iteration_range = (0, int(bundle.card.get("best_iteration", 0)) + 1)
         self._lock = threading.Lock()
 
-    def features(self, tx: TransactionIn, observe: bool = True) -> np.ndarray:
-        """Online feature row for ``tx``; with ``observe`` the state then records it."""
+    def features(self, tx: TransactionIn) -> np.ndarray:
+        """Online feature row for ``tx``; the state then records the transaction."""
         t_us = to_epoch_us(tx.tx_datetime)
         with self._lock:
             row = self.state.features(
                 tx.transaction_id, tx.customer_id, tx.terminal_id, t_us, tx.amount, tx.tx_datetime
             )
-            if observe:
-                self.state.observe(tx.transaction_id, tx.customer_id, tx.terminal_id, t_us, tx.amount)
+            self.state.observe(tx.transaction_id, tx.customer_id, tx.terminal_id, t_us, tx.amount)
         return row
 
-    def _reasons(self, rows: np.ndarray) -> list[list[Reason]]:
-        contribs = self.booster.predict(
+    def _probabilities_and_reasons(self, rows: np.ndarray) -> tuple[np.ndarray, list[list[Reason]]]:
+        """One booster call: per-feature contributions (log-odds) sum to the margin, so they give both."""
+        contributions = self.booster.predict(
             xgb.DMatrix(rows, feature_names=self.feature_names),
             pred_contribs=True,
             iteration_range=self._iteration_range,
-        )[:, :-1]  # last column is the bias
+        )
+        margins = contributions.sum(axis=1, dtype=np.float64)  # features + bias column
+        probabilities = 1.0 / (1.0 + np.exp(-margins))
         out = []
-        for row, contrib in zip(rows, contribs, strict=True):
+        for row, contrib in zip(rows, contributions[:, :-1], strict=True):
             top = np.argsort(-contrib)[: self.n_reasons]
             out.append(
                 [
@@ -105,12 +107,11 @@ class Scorer:
                     for i in top
                 ]
             )
-        return out
+        return probabilities, out
 
     def score_rows(self, txs: list[TransactionIn], rows: np.ndarray) -> list[ScoreResponse]:
         """Score precomputed feature rows: probability, decision and top reasons per transaction."""
-        probabilities = self.booster.inplace_predict(rows, iteration_range=self._iteration_range)
-        reasons = self._reasons(rows)
+        probabilities, reasons = self._probabilities_and_reasons(rows)
         return [
             ScoreResponse(
                 transaction_id=tx.transaction_id,
