@@ -61,6 +61,11 @@ class Lake:
         """Existing partition files, oldest first."""
         return sorted(self.transactions_dir.glob(f"date=*/{PARTITION_FILE}"))
 
+    def newest_day(self) -> date | None:
+        """Date of the newest partition, or None for an empty lake."""
+        paths = self.partition_paths()
+        return _partition_date(paths[-1]) if paths else None
+
     def read(self, start: date | None = None, end: date | None = None) -> pl.DataFrame:
         """Canonical transactions with ``start <= date <= end`` (inclusive; None = open)."""
         paths = [p for p in self.partition_paths() if _in_range(_partition_date(p), start, end)]

@@ -15,6 +15,10 @@ from features.contract import CANONICAL_SCHEMA, SCENARIO_COLUMN
 
 #: Column added by :func:`to_canonical_frame`: why a row's values could not be parsed (or null).
 PARSE_ERRORS = "parse_errors"
+#: Column added by :func:`read_table` for CSV: a row whose line has the wrong number of fields.
+RAGGED = "_ragged_line"
+#: Prefix of source columns kept as optional attributes (not used as features).
+ATTRIBUTE_PREFIX = "attr_"
 
 
 class SourceError(ValueError):
@@ -52,6 +56,10 @@ _MAPPINGS: dict[SourceFormat, dict[str, str]] = {
 }
 _OPTIONAL = {"is_fraud"}
 _GROUND_TRUTH = {SourceFormat.handbook: "TX_FRAUD_SCENARIO", SourceFormat.canonical: SCENARIO_COLUMN}
+# Source columns neither mapped nor kept: derived from mapped ones, or a pandas index.
+_DROPPED = {SourceFormat.handbook: {"TX_TIME_SECONDS", "TX_TIME_DAYS"}}
+_INDEX_COLUMNS = {"", "Unnamed: 0", "index"}
+_OTHER_DELIMITERS = (";", "\t", "|")
 
 
 def read_table(path: Path) -> pl.DataFrame:
@@ -65,7 +73,7 @@ def read_table(path: Path) -> pl.DataFrame:
         if suffix in {".parquet", ".pq"}:
             df = pl.read_parquet(path)
         elif suffix in {".csv", ".txt"}:
-            df = pl.read_csv(path, infer_schema=False)
+            df = _read_csv(path)
         else:
             raise SourceError(f"{path}: unsupported extension {suffix!r} (use .csv or .parquet)")
     except SourceError:
@@ -75,6 +83,31 @@ def read_table(path: Path) -> pl.DataFrame:
     if df.height == 0:
         raise SourceError(f"{path}: no rows")
     return df
+
+
+def _read_csv(path: Path) -> pl.DataFrame:
+    """Comma-separated text; lines with too few or too many fields are flagged in :data:`RAGGED`."""
+    df = pl.read_csv(path, infer_schema=False, truncate_ragged_lines=True)
+    if df.width == 1:
+        header = df.columns[0]
+        for sep in _OTHER_DELIMITERS:
+            if sep in header:
+                raise SourceError(
+                    f"{path}: the header is one column containing {sep!r}: the file looks {sep!r}-delimited; "
+                    "only comma-separated CSV is supported"
+                )
+    lines = pl.read_csv(
+        path, has_header=False, separator="\x1f", quote_char=None, new_columns=["line"], infer_schema=False
+    )["line"]
+    lines = lines.filter(lines.str.strip_chars() != "")
+    if lines.len() - 1 != df.height:  # quoted line breaks: cannot align lines with rows, skip the check
+        return df.with_columns(pl.lit(None, dtype=pl.String).alias(RAGGED))
+    fields = lines.slice(1).str.replace_all(r'"[^"]*"', "").str.count_matches(",") + 1
+    return df.with_columns(
+        pl.when(fields != df.width)
+        .then(pl.format("line has {} fields, the header {} (truncated or extra separators)", fields, pl.lit(df.width)))
+        .alias(RAGGED)
+    )
 
 
 def detect_format(columns: list[str]) -> SourceFormat:
@@ -115,11 +148,21 @@ def to_canonical_frame(raw: pl.DataFrame, fmt: SourceFormat = SourceFormat.auto)
                 pl.lit(f"{canon}: cannot parse value '") + text.str.slice(0, 40) + pl.lit("'")
             )
         )
+    if RAGGED in raw.columns:
+        problems.insert(0, pl.col(RAGGED))
     exprs.append(pl.concat_str(problems, separator="; ", ignore_nulls=True).replace("", None).alias(PARSE_ERRORS))
     truth = _GROUND_TRUTH.get(fmt)
     if truth and truth in raw.columns:
         exprs.append(pl.col(truth).cast(pl.Int8, strict=False).alias(SCENARIO_COLUMN))
+    skip = set(mapping) | {truth, RAGGED} | _DROPPED.get(fmt, set()) | _INDEX_COLUMNS
+    exprs += [pl.col(c).cast(pl.String).alias(attribute_name(c)) for c in raw.columns if c not in skip]
     return raw.select(exprs)
+
+
+def attribute_name(column: str) -> str:
+    """Lake column for an unmapped source column: ``attr_`` + lower snake case."""
+    snake = "".join(ch if ch.isalnum() else "_" for ch in column.strip().lower()).strip("_")
+    return ATTRIBUTE_PREFIX + snake
 
 
 def _parse_datetime(col: pl.Expr, dtype: pl.DataType | None) -> pl.Expr:
@@ -127,13 +170,16 @@ def _parse_datetime(col: pl.Expr, dtype: pl.DataType | None) -> pl.Expr:
     if isinstance(dtype, pl.Datetime):
         aware = col.dt.replace_time_zone("UTC") if dtype.time_zone is None else col.dt.convert_time_zone("UTC")
         return aware.cast(target)
-    text = col.cast(pl.String).str.strip_chars()
-    return (
-        pl.coalesce(
-            text.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False, time_unit="us"),
-            text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False, time_unit="us"),
-            text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%z", strict=False, time_unit="us").dt.replace_time_zone(None),
-        )
-        .dt.replace_time_zone("UTC")
-        .cast(target)
+    # One shape for the common spellings: "T" or space, "Z"/"UTC" or an offset, optional seconds.
+    text = (
+        col.cast(pl.String)
+        .str.strip_chars()
+        .str.replace(r"^(\d{4}-\d{2}-\d{2})[T ]", r"$1 ")
+        .str.replace(r"\s*(Z|UTC)$", "+00:00")
     )
+    aware = text.str.to_datetime("%Y-%m-%d %H:%M:%S%.f%z", strict=False, time_unit="us")
+    naive = pl.coalesce(
+        text.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False, time_unit="us"),
+        text.str.to_datetime("%Y-%m-%d %H:%M", strict=False, time_unit="us"),
+    )
+    return pl.coalesce(aware.dt.convert_time_zone("UTC"), naive.dt.replace_time_zone("UTC")).cast(target)

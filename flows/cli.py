@@ -8,7 +8,7 @@ import sys
 import time
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -47,32 +47,75 @@ def _date(value: str | None, option: str) -> date | None:
         raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint=option) from None
 
 
+DRIFT_NAMES = ("amount-inflation", "terminal-burst", "card-testing")  # features.simulator.DRIFT_PRESETS
+
+
 @app.command()
 def simulate(
     customers: Customers = 1_000,
     terminals: Terminals = 2_000,
     days: Days = 120,
-    start: Start = "2026-04-01",
+    start: Annotated[
+        str, typer.Option(help="First simulated day (YYYY-MM-DD), or 'next': the day after the lake's newest.")
+    ] = "2026-04-01",
+    origin: Annotated[
+        str, typer.Option(help="First day of the world (keep it fixed when appending days).")
+    ] = "2026-04-01",
     seed: Seed = 42,
+    drift: Annotated[
+        list[str] | None,
+        typer.Option(help=f"Drift preset for these days, repeatable: {', '.join(DRIFT_NAMES)} (docs/data.md)."),
+    ] = None,
+    land: Annotated[bool, typer.Option("--land", help="Ingest the file into the lake right away.")] = False,
     out: Annotated[Path | None, typer.Option(help="Output .parquet or .csv (default: the home's inbox).")] = None,
 ) -> None:
-    """Generate transactions with the handbook-design simulator (canonical schema + scenario column)."""
+    """Generate transactions with the handbook-design simulator (canonical schema + scenario column).
+
+    Live mode: `fraudops simulate --start next --days 1 --land` appends the next day of the same world.
+    """
     settings = _settings()
-    from features.lake import write_parquet_atomic
+    from features.lake import Lake, write_parquet_atomic
     from features.simulator import SimulatorConfig, simulate_transactions
 
-    first = _date(start, "--start")
-    assert first is not None
-    with console.status("simulating..."):
-        frame = simulate_transactions(SimulatorConfig.scaled(customers, terminals, days, start_date=first, seed=seed))
-    target = out or settings.simulated_path(first, days, customers, seed)
+    world_origin = _date(origin, "--origin")
+    assert world_origin is not None
+    if start == "next":
+        newest = Lake(settings.home_dir).newest_day()
+        first = world_origin if newest is None else date.fromordinal(newest.toordinal() + 1)
+    else:
+        first = _date(start, "--start")
+        assert first is not None
+    config = SimulatorConfig.scaled(customers, terminals, days, start_date=first, seed=seed, origin=world_origin)
+    try:
+        config = config.with_drift(drift or ())
+        with console.status("simulating..."):
+            frame = simulate_transactions(config)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    target = out or settings.simulated_path(first, days, customers, seed, config.drift)
     if target.suffix == ".csv":
         target.parent.mkdir(parents=True, exist_ok=True)
         frame.write_csv(target)
     else:
         write_parquet_atomic(frame, target)
     rate = frame["is_fraud"].mean() or 0.0
-    console.print(f"wrote {frame.height:,} transactions ({rate:.2%} fraud) to {target}")
+    console.print(
+        f"wrote {frame.height:,} transactions {first}..{frame['tx_datetime'].max():%Y-%m-%d} "
+        f"({rate:.2%} fraud) to {target}"
+    )
+    if land:
+        from flows.pipeline import ingest_flow
+
+        _print_ingest(ingest_flow(str(target)))
+
+
+def _print_ingest(summary: dict[str, Any]) -> None:
+    console.print(
+        f"read {summary['read']:,} = accepted {summary['accepted']:,} + duplicates {summary['duplicates']:,} "
+        f"+ rejected {summary['rejected']:,}"
+    )
+    if summary["quarantine"]:
+        console.print(f"rejected rows and reasons: {summary['quarantine']}")
 
 
 @app.command()
@@ -94,12 +137,7 @@ def ingest(
     except SourceError as exc:
         console.print(f"[red]ingest failed:[/red] {exc}")
         raise typer.Exit(2) from None
-    console.print(
-        f"read {summary['read']:,} = accepted {summary['accepted']:,} + duplicates {summary['duplicates']:,} "
-        f"+ rejected {summary['rejected']:,}"
-    )
-    if summary["quarantine"]:
-        console.print(f"rejected rows and reasons: {summary['quarantine']}")
+    _print_ingest(summary)
 
 
 @app.command()

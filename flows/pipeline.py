@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -55,13 +55,30 @@ def simulate_task(config: SimulatorConfig, out: Path) -> Path:
 
 @flow(name="simulate", log_prints=True)
 def simulate_flow(
-    customers: int = 1_000, terminals: int = 2_000, days: int = 120, start: date = DEMO_START, seed: int = 42
+    customers: int = 1_000,
+    terminals: int = 2_000,
+    days: int = 120,
+    start: date | None = DEMO_START,
+    seed: int = 42,
+    origin: date = DEMO_START,
+    drift: list[str] | None = None,
 ) -> str:
-    """Generate a seeded transaction file into the home's inbox; returns its path."""
+    """Generate a seeded transaction file into the home's inbox; returns its path.
+
+    ``start=None`` is live mode: the day after the lake's newest partition (``origin`` for an
+    empty lake). The world (customers, terminals, ongoing compromises) is the same for the same
+    ``customers``, ``terminals``, ``seed`` and ``origin``, so appended days continue it.
+    ``drift`` names presets from ``features.simulator.DRIFT_PRESETS`` applied to these days.
+    """
     settings = _settings()
-    config = SimulatorConfig.scaled(customers, terminals, days, start_date=start, seed=seed)
-    path = simulate_task(config, settings.simulated_path(start, days, customers, seed))
-    print(f"simulated {customers} customers x {days} days -> {path}")
+    if start is None:
+        newest = Lake(settings.home_dir).newest_day()
+        start = origin if newest is None else newest + timedelta(days=1)
+    config = SimulatorConfig.scaled(customers, terminals, days, start_date=start, seed=seed, origin=origin)
+    config = config.with_drift(drift or ())
+    path = simulate_task(config, settings.simulated_path(start, days, customers, seed, config.drift))
+    drifted = f" with drift {', '.join(config.drift)}" if config.drift else ""
+    print(f"simulated {customers} customers, {start} + {days} days{drifted} -> {path}")
     return str(path)
 
 
@@ -145,7 +162,8 @@ def train_flow(
     split = TimeSplit.ending_at(days.max(), days.min(), spec.label_delay_days, valid_days, test_days)  # type: ignore[arg-type]
     result = task(train_model, cache_policy=NO_CACHE)(features, spec, split, TrainingConfig(seed=seed))
     configure_mlflow(settings.tracking_uri, settings.experiment, settings.artifact_root)
-    registered = log_training_run(result, settings.registered_model, lake.lineage(split.train_start, split.test_end))
+    lineage = lake.lineage(split.train_start, split.test_end)
+    registered = log_training_run(result, settings.registered_model, lineage, lake_uri=lake.transactions_dir.as_uri())
     print(
         f"trained {settings.registered_model} v{registered.version} on {result.rows['train']} rows "
         f"({split.train_start}..{split.train_end}): test AUC {result.metrics['test_auc']:.3f}, "

@@ -54,9 +54,10 @@ class Settings(BaseSettings):
         """Directory for MLflow artifacts under the home."""
         return self.home_dir / "mlartifacts"
 
-    def simulated_path(self, start: date, days: int, customers: int, seed: int) -> Path:
+    def simulated_path(self, start: date, days: int, customers: int, seed: int, drift: tuple[str, ...] = ()) -> Path:
         """Inbox file for a simulated world (same parameters, same file: reruns are idempotent)."""
-        return self.home_dir / "inbox" / f"simulated-{start}-{days}d-{customers}c-seed{seed}.parquet"
+        suffix = "".join(f"-{name}" for name in drift)
+        return self.home_dir / "inbox" / f"simulated-{start}-{days}d-{customers}c-seed{seed}{suffix}.parquet"
 
     def apply_environment(self) -> None:
         """Export state locations before Prefect, MLflow or BentoML are imported (explicit env wins)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ def log_training_run(
     model_name: str,
     lineage: list[dict[str, str]],
     extra_tags: dict[str, str] | None = None,
+    lake_uri: str | None = None,
 ) -> RegisteredModel:
     """Log params, metrics, lineage and the booster; register a new version aliased ``challenger``."""
     import mlflow
@@ -70,7 +72,9 @@ def log_training_run(
         mlflow.log_metrics({**result.metrics, **{f"baseline_{k}": v for k, v in result.baseline_metrics.items()}})
         mlflow.log_metrics({f"rows_{k}": v for k, v in result.rows.items()} | {"train_seconds": result.seconds})
         mlflow.log_dict(card, MODEL_CARD)
-        mlflow.log_dict({"partitions": lineage}, "lineage.json")
+        mlflow.log_dict({"lake": lake_uri, "partitions": lineage}, "lineage.json")
+        if lake_uri:
+            log_dataset_input(lake_uri, lineage, f"lake-{card['split']['train_start']}..{card['split']['test_end']}")
         example = pd.DataFrame(np.zeros((1, len(result.feature_names))), columns=result.feature_names)
         signature = infer_signature(example, np.zeros(1))
         info = mlflow.xgboost.log_model(
@@ -87,6 +91,22 @@ def log_training_run(
     client.set_registered_model_alias(model_name, CHALLENGER, version)
     client.set_model_version_tag(model_name, version, "threshold", f"{result.threshold:.6f}")
     return RegisteredModel(model_name, version, run.info.run_id)
+
+
+def log_dataset_input(lake_uri: str, lineage: list[dict[str, str]], name: str) -> None:
+    """Log the lake window as the active run's dataset input: source, name, digest of its partition digests."""
+    import warnings
+
+    import mlflow
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    with warnings.catch_warnings():  # MLflow warns that a local path matches two equivalent source types
+        warnings.simplefilter("ignore", UserWarning)
+        source = resolve_dataset_source(lake_uri)
+    digest = hashlib.sha256("".join(f"{p['partition']}:{p['sha256']};" for p in lineage).encode()).hexdigest()
+    dataset = MetaDataset(source=source, name=name, digest=digest[:32])
+    mlflow.log_input(dataset, context="training", tags={"partitions": str(len(lineage))})
 
 
 def alias_version(model_name: str, alias: str) -> RegisteredModel | None:

@@ -1,9 +1,11 @@
+from dataclasses import replace
 from datetime import date
 
 import polars as pl
+import pytest
 
 from features.contract import CANONICAL_COLUMNS, SCENARIO_COLUMN
-from features.simulator import SimulatorConfig, simulate_transactions
+from features.simulator import CARD_TESTING_SCENARIO, DRIFT_PRESETS, SimulatorConfig, simulate_transactions
 
 
 def test_same_seed_same_data_other_seed_other_data() -> None:
@@ -36,3 +38,50 @@ def test_statistics_match_the_handbook_in_proportion() -> None:
     assert 0.45 < by_scenario[2] < 0.75
     assert 0.2 < by_scenario[3] < 0.45
     assert (frame.filter(pl.col(SCENARIO_COLUMN) == 0)["is_fraud"] == 0).all()
+
+
+def test_appended_days_continue_the_same_world() -> None:
+    """Live mode: simulating day ranges one after another gives the rows of one long simulation."""
+    whole = SimulatorConfig.scaled(200, 400, 40, seed=3, start_date=date(2026, 4, 1))
+    head = replace(whole, n_days=31)
+    tail = replace(whole, n_days=9, start_date=date(2026, 5, 2), origin=date(2026, 4, 1))
+    assert pl.concat([simulate_transactions(head), simulate_transactions(tail)]).equals(simulate_transactions(whole))
+    # A compromise that started before the appended days still applies to them.
+    assert (simulate_transactions(tail)[SCENARIO_COLUMN] == 2).any()
+    with pytest.raises(ValueError, match="before the world's origin"):
+        simulate_transactions(replace(tail, origin=date(2026, 6, 1)))
+
+
+def _drifted(preset: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    config = SimulatorConfig.scaled(400, 800, 20, seed=4, start_date=date(2026, 6, 1), origin=date(2026, 4, 1))
+    return simulate_transactions(config), simulate_transactions(config.with_drift([preset]))
+
+
+def test_amount_inflation_raises_amounts_by_the_documented_factor() -> None:
+    base, drifted = _drifted("amount-inflation")
+    genuine = pl.col(SCENARIO_COLUMN) == 0
+    ratio = drifted.filter(genuine)["amount"].median() / base.filter(genuine)["amount"].median()  # type: ignore[operator]
+    assert 1.2 < ratio < 1.4
+    assert (drifted[SCENARIO_COLUMN] == 1).sum() > 2 * (base[SCENARIO_COLUMN] == 1).sum()
+
+
+def test_terminal_burst_multiplies_compromised_terminals() -> None:
+    base, drifted = _drifted("terminal-burst")
+    terminals = [f.filter(pl.col(SCENARIO_COLUMN) == 2)["terminal_id"].n_unique() for f in (base, drifted)]
+    assert terminals[1] > 4 * terminals[0]
+
+
+def test_card_testing_adds_a_new_scenario_of_tiny_payments() -> None:
+    base, drifted = _drifted("card-testing")
+    testing = drifted.filter(pl.col(SCENARIO_COLUMN) == CARD_TESTING_SCENARIO)
+    assert (base[SCENARIO_COLUMN] == CARD_TESTING_SCENARIO).sum() == 0
+    assert testing.height > 50 and testing["amount"].max() <= 3.0  # type: ignore[operator]
+    assert (testing["is_fraud"] == 1).all()
+    assert drifted.height == base.height + testing.height
+    assert drifted["transaction_id"].is_unique().all()
+
+
+def test_unknown_drift_preset_names_the_choices() -> None:
+    with pytest.raises(ValueError, match=r"unknown drift preset 'aliens'.*card-testing"):
+        SimulatorConfig().with_drift(["aliens"])
+    assert set(DRIFT_PRESETS) == {"amount-inflation", "terminal-burst", "card-testing"}
