@@ -34,8 +34,8 @@ format: install  ## Apply ruff fixes and formatting
 	$(UV_RUN) ruff check --fix .
 	$(UV_RUN) ruff format .
 
-bench: install  ## Scoring benchmark vs its ceilings -> bench/results/scoring.{json,md} (simulated data)
-	$(UV_RUN) python bench/bench_scoring.py
+bench: install  ## Run bench/bench_*.py -> bench/results/, then BENCHMARKS.md (QUICK=1: small inputs)
+	$(UV_RUN) python bench/run_all.py $(if $(QUICK),--quick)
 
 clean:  ## Remove the local state (.fraudops/) and caches; keeps .venv
 	rm -rf .fraudops .pytest_cache .ruff_cache .hypothesis

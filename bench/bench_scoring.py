@@ -1,30 +1,26 @@
-"""Benchmark the scoring path against its ceilings; writes bench/results/scoring.json and a table.
+"""Benchmark the scoring path against its ceiling; writes bench/results/scoring.{json,md} via bench.harness.
 
 Uses simulated data only (no ../shared). Measures, in one run:
-- offline features (Polars) rows/s on a handbook-size simulated world;
+- simulation and offline features (Polars) rows/s on a handbook-size simulated world;
 - online features per transaction (the state the service uses);
-- the ceiling: raw booster ``inplace_predict`` on one prepared row;
+- the ceiling: raw booster ``inplace_predict`` on one prepared row (1 thread);
 - the service's scorer: online features + predict + XGBoost contributions (reasons), per transaction.
-Each figure is the median of several repeats, with min and max.
+Each figure is the median of several repeats (after one warm-up), with min and max.
 
-Run: uv run python bench/bench_scoring.py [--customers 5000 --terminals 10000 --days 183]
+Run: uv run python bench/bench_scoring.py [--quick] [--customers 5000 --terminals 10000 --days 183]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import statistics
+import sys
 import time
-from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
-import numpy as np
-import polars as pl
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repo root, for `python bench/bench_scoring.py`
 
+from bench.harness import Figure, Stat, measure, per_item, throughput, write_results
 from features.contract import TransactionIn
 from features.engineering import FeatureSpec, compute_features
 from features.online import OnlineFeatureState
@@ -34,108 +30,97 @@ from model.splits import TimeSplit
 from model.training import train_model
 from service.scoring import Scorer
 
-RESULTS = Path(__file__).resolve().parent / "results"
+DEFAULTS = {"customers": 5_000, "terminals": 10_000, "days": 183, "repeats": 5, "online_rows": 5_000}
+QUICK = {"customers": 500, "terminals": 1_000, "days": 60, "repeats": 3, "online_rows": 1_000}
 
 
-def repeat(fn: Callable[[], float], times: int) -> dict[str, float]:
-    """Median, min and max of ``times`` calls of ``fn`` (each returns one measurement)."""
-    values = [fn() for _ in range(times)]
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+def parse_args() -> argparse.Namespace:
+    """Command line; unset sizes come from DEFAULTS, or QUICK with ``--quick``."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small world and fewer repeats (smoke run)")
+    for key, default in DEFAULTS.items():
+        flag = "--" + key.replace("_", "-")
+        parser.add_argument(flag, type=int, help=f"default {default:,}; --quick {QUICK[key]:,}")
+    args = parser.parse_args()
+    for key, value in (QUICK if args.quick else DEFAULTS).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
 
 
 def main() -> None:
-    """Run the benchmark and write the JSON and markdown results."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--customers", type=int, default=5_000)
-    parser.add_argument("--terminals", type=int, default=10_000)
-    parser.add_argument("--days", type=int, default=183)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--online-rows", type=int, default=5_000)
-    args = parser.parse_args()
-
+    """Run the benchmark and write the results."""
+    args = parse_args()
     config = SimulatorConfig.scaled(args.customers, args.terminals, args.days, seed=1, start_date=date(2018, 4, 1))
     started = time.perf_counter()
     transactions = simulate_transactions(config)
-    simulate_s = time.perf_counter() - started
+    simulate_s = Stat.of([time.perf_counter() - started], "s")
+    rows = transactions.height
     spec = FeatureSpec()
 
-    def offline() -> float:
-        t = time.perf_counter()
-        compute_features(transactions, spec)
-        return transactions.height / (time.perf_counter() - t)
-
-    offline_rows_s = repeat(offline, args.repeats)
+    offline_s = measure(lambda: compute_features(transactions, spec), args.repeats)
     features = compute_features(transactions, spec)
     days = features["tx_datetime"].dt.date()
     split = TimeSplit.ending_at(days.max(), days.min(), spec.label_delay_days)  # type: ignore[arg-type]
     result = train_model(features, spec, split)
 
-    held_out = transactions.tail(args.online_rows)
-    history = transactions.head(transactions.height - args.online_rows)
+    n = args.online_rows
+    history = transactions.head(rows - n)
     state_frame = OnlineFeatureState.from_transactions(history, spec).to_frame()
     card = {**result.model_card(), "model_version": "bench"}
     txs = [
         TransactionIn.model_construct(**row)
-        for row in held_out.select("transaction_id", "tx_datetime", "customer_id", "terminal_id", "amount").to_dicts()
+        for row in transactions.tail(n)
+        .select("transaction_id", "tx_datetime", "customer_id", "terminal_id", "amount")
+        .to_dicts()
     ]
-    x = features.tail(args.online_rows).select(spec.feature_names).to_numpy()
+    x = features.tail(n).select(spec.feature_names).to_numpy()
     booster = result.booster
     booster.set_param({"nthread": 1})
     iteration_range = (0, result.best_iteration + 1)
 
-    def raw_predict() -> float:
-        t = time.perf_counter()
+    def raw_predict() -> None:
         for i in range(len(x)):
             booster.inplace_predict(x[i : i + 1], iteration_range=iteration_range)
-        return (time.perf_counter() - t) / len(x) * 1e6
 
-    def online_features() -> float:
-        scorer = Scorer(Bundle(booster, card, state_frame))
-        t = time.perf_counter()
+    def new_scorer() -> Scorer:  # scoring updates the online state, so every repeat starts afresh
+        return Scorer(Bundle(booster, card, state_frame))
+
+    def online_features(scorer: Scorer) -> None:
         for tx in txs:
             scorer.features(tx)
-        return (time.perf_counter() - t) / len(txs) * 1e6
 
-    def scorer_score() -> float:
-        scorer = Scorer(Bundle(booster, card, state_frame))
-        t = time.perf_counter()
+    def scorer_score(scorer: Scorer) -> None:
         for tx in txs:
             scorer.score(tx)
-        return (time.perf_counter() - t) / len(txs) * 1e6
 
-    figures = {
-        "rows": transactions.height,
-        "simulate_rows_per_s": transactions.height / simulate_s,
-        "offline_features_rows_per_s": offline_rows_s,
-        "raw_inplace_predict_us_per_row": repeat(raw_predict, args.repeats),
-        "online_features_us_per_tx": repeat(online_features, args.repeats),
-        "scorer_score_us_per_tx": repeat(scorer_score, args.repeats),
-    }
-    machine = {
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "polars": pl.__version__,
-        "numpy": np.__version__,
-        "xgboost": __import__("xgboost").__version__,
-    }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "scoring.json").write_text(json.dumps({"machine": machine, "figures": figures}, indent=2))
-    lines = [
-        f"Scoring benchmark ({transactions.height:,} simulated rows; "
-        f"{machine['cpus']} CPUs, Python {machine['python']})",
-        "",
-        "| figure | median | min | max |",
-        "|---|---|---|---|",
+    raw = per_item(measure(raw_predict, args.repeats), len(x), "us/tx")  # one row per transaction
+    figures = [
+        Figure("simulate", throughput(simulate_s, rows), note="one run (it builds the data)"),
+        Figure("offline_features", throughput(offline_s, rows), note="compute_features on the whole world"),
+        Figure("raw_inplace_predict", raw, note="ceiling: booster alone, 1 thread, one prepared row per call"),
+        Figure(
+            "online_features",
+            per_item(measure(online_features, args.repeats, setup=new_scorer), n, "us/tx"),
+            note="Scorer.features: state lookup + update",
+        ),
+        Figure(
+            "scorer_score",
+            per_item(measure(scorer_score, args.repeats, setup=new_scorer), n, "us/tx"),
+            ceiling_name="raw_inplace_predict",
+            ceiling=raw,
+            note="Scorer.score: online features + pred_contribs (probability and reasons)",
+        ),
     ]
-    for key, value in figures.items():
-        if isinstance(value, dict):
-            lines.append(f"| {key} | {value['median']:,.1f} | {value['min']:,.1f} | {value['max']:,.1f} |")
-        else:
-            lines.append(f"| {key} | {value:,.1f} | | |")
-    table = "\n".join(lines)
-    (RESULTS / "scoring.md").write_text(table + "\n")
-    print(table)
+    size = "--quick smoke size" if args.quick else "handbook size"
+    path = write_results(
+        "scoring",
+        figures,
+        extra={"rows": rows, **{k: getattr(args, k) for k in DEFAULTS}, "quick": args.quick},
+        source_note=f"simulated ({size}: {args.customers:,} customers, {args.terminals:,} terminals, "
+        f"{args.days} days from 2018-04-01, seed 1); no ../shared data",
+    )
+    print(path.with_suffix(".md").read_text())
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Benchmarks: each ``bench/bench_*.py`` writes ``bench/results/<name>.{json,md}`` through ``bench.harness``."""

@@ -1,0 +1,401 @@
+"""Shared benchmark harness: machine facts, repeated timings, results files and the BENCHMARKS.md page.
+
+A benchmark script measures with ``measure`` (seconds per repeat), turns timings into rates or per-item
+times with ``throughput`` / ``per_item`` (per repeat, so median, min and max are real repeats), and ends
+with ``write_results(name, figures, extra, source_note)``. ``render_benchmarks_md`` rebuilds the page from
+``bench/results/*.json`` alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any, TypeVar, overload
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+PACKAGES = ("polars", "numpy", "xgboost", "great_expectations", "prefect", "mlflow", "bentoml", "gradio")
+COLUMNS = ("figure", "median", "min", "max", "unit", "ceiling", "ratio", "note")
+
+T = TypeVar("T")
+
+
+# --- machine -------------------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    """Cores, memory, CPU model, platform, Python, key package versions, git commit and a UTC timestamp."""
+    info: dict[str, Any] = {
+        "cores": os.cpu_count(),
+        "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "memory_gib": _memory_gib(),
+        "cpu_model": _cpu_model(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "packages": _package_versions(PACKAGES),
+        **_git(),
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    return {k: v for k, v in info.items() if v is not None}
+
+
+def _memory_gib() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 2**20, 1)  # kB
+    except OSError:
+        pass
+    return None
+
+
+def _cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def _package_versions(names: Sequence[str]) -> dict[str, str]:
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _git() -> dict[str, Any]:
+    def run(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+
+    try:
+        return {"git_commit": run("rev-parse", "--short", "HEAD"), "git_dirty": bool(run("status", "--porcelain"))}
+    except (OSError, subprocess.SubprocessError):
+        return {}
+
+
+# --- timings -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Median, min and max of ``repeats`` measurements in ``unit`` (``samples`` keeps the raw values)."""
+
+    median: float
+    min: float
+    max: float
+    repeats: int
+    unit: str
+    samples: tuple[float, ...] = ()
+
+    @classmethod
+    def of(cls, samples: Sequence[float], unit: str) -> Stat:
+        """Summarise one measurement per repeat."""
+        if not samples:
+            raise ValueError("a Stat needs at least one sample")
+        return cls(statistics.median(samples), min(samples), max(samples), len(samples), unit, tuple(samples))
+
+    def map(self, fn: Callable[[float], float], unit: str) -> Stat:
+        """Apply ``fn`` to every sample and summarise again (so a reciprocal swaps min and max correctly)."""
+        if not self.samples:
+            raise ValueError("this Stat has no samples to transform")
+        return Stat.of([fn(s) for s in self.samples], unit)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "median": self.median,
+            "min": self.min,
+            "max": self.max,
+            "repeats": self.repeats,
+            "unit": self.unit,
+            "samples": list(self.samples),
+        }
+
+
+@overload
+def measure(fn: Callable[[], object], repeats: int, warmup: int = 1) -> Stat: ...
+@overload
+def measure(fn: Callable[[T], object], repeats: int, warmup: int = 1, *, setup: Callable[[], T]) -> Stat: ...
+def measure(
+    fn: Callable[..., object], repeats: int, warmup: int = 1, *, setup: Callable[[], Any] | None = None
+) -> Stat:
+    """Wall time in seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed calls.
+
+    With ``setup``, each call (warm-up included) gets a fresh ``setup()`` result as its argument, built
+    outside the timed region (e.g. a stateful scorer that every repeat must start from scratch).
+    """
+    if repeats < 1:
+        raise ValueError("repeats must be >= 1")
+    samples = []
+    for i in range(warmup + repeats):
+        args = () if setup is None else (setup(),)
+        started = time.perf_counter()
+        fn(*args)
+        elapsed = time.perf_counter() - started
+        if i >= warmup:
+            samples.append(elapsed)
+    return Stat.of(samples, "s")
+
+
+def throughput(seconds: Stat, rows: int, unit: str = "rows/s") -> Stat:
+    """Rows per second, computed per repeat from a timing (in seconds) of ``rows`` rows."""
+    _require_seconds(seconds)
+    return seconds.map(lambda s: rows / s, unit)
+
+
+def per_item(seconds: Stat, items: int, unit: str = "us", scale: float = 1e6) -> Stat:
+    """Time per item (seconds * ``scale``; 1e6 gives microseconds), per repeat, from a timing of ``items``."""
+    _require_seconds(seconds)
+    return seconds.map(lambda s: s * scale / items, unit)
+
+
+def _require_seconds(stat: Stat) -> None:
+    if stat.unit != "s":
+        raise ValueError(f"expected a timing in seconds, got unit {stat.unit!r}")
+
+
+# --- results -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One reported figure, optionally beside the ceiling it is compared with (same unit).
+
+    ``ratio`` is value median / ceiling median: for rates the share of the ceiling reached, for times how
+    many times slower than the ceiling.
+    """
+
+    name: str
+    value: Stat
+    ceiling_name: str | None = None
+    ceiling: Stat | None = None
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if (self.ceiling is None) != (self.ceiling_name is None):
+            raise ValueError(f"{self.name}: give both ceiling_name and ceiling, or neither")
+        if self.ceiling is not None and self.ceiling.unit != self.value.unit:
+            raise ValueError(f"{self.name}: unit {self.value.unit!r} but ceiling in {self.ceiling.unit!r}")
+
+    @property
+    def unit(self) -> str:
+        """The value's unit."""
+        return self.value.unit
+
+    @property
+    def ratio(self) -> float | None:
+        """Value median / ceiling median, or None without a ceiling."""
+        if self.ceiling is None or self.ceiling.median == 0:
+            return None
+        return self.value.median / self.ceiling.median
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "name": self.name,
+            "value": self.value.to_dict(),
+            "unit": self.unit,
+            "ceiling_name": self.ceiling_name,
+            "ceiling": None if self.ceiling is None else self.ceiling.to_dict(),
+            "ratio": self.ratio,
+            "note": self.note,
+        }
+
+
+def write_results(
+    name: str, figures: list[Figure], extra: dict[str, Any], source_note: str, results_dir: Path = RESULTS
+) -> Path:
+    """Write ``<results_dir>/<name>.json`` (machine, figures, extra, source note) and ``<name>.md``, atomically.
+
+    ``source_note`` says what data was used, e.g. "simulated, 5,000 customers" or "reads ../shared/data/handbook".
+    Returns the JSON path.
+    """
+    payload = {
+        "name": name,
+        "machine": machine(),
+        "source_note": source_note,
+        "figures": [f.to_dict() for f in figures],
+        "extra": extra,
+    }
+    path = results_dir / f"{name}.json"
+    _write_atomic(path, json.dumps(payload, indent=2, default=str) + "\n")
+    _write_atomic(path.with_suffix(".md"), section_markdown(name, payload, level=1))
+    return path
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Temp file in the same directory (``*.tmp``, git-ignored), fsync, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# --- markdown ------------------------------------------------------------------------------------------
+
+
+def fmt(x: Any) -> str:
+    """A number for a table: thousands separators, about three significant digits for small values."""
+    if isinstance(x, bool) or not isinstance(x, int | float):
+        return "" if x is None else str(x)
+    if abs(x) >= 1000 or (isinstance(x, int) and abs(x) >= 10):
+        return f"{x:,.0f}"
+    if abs(x) >= 10:
+        return f"{x:.1f}"
+    return f"{x:.3g}"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _table(rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _figure_row(f: dict[str, Any]) -> list[str]:
+    value, ceiling = f.get("value") or {}, f.get("ceiling")
+    ceiling_cell = f"{f.get('ceiling_name')} ({fmt(ceiling.get('median'))})" if isinstance(ceiling, dict) else ""
+    ratio = f.get("ratio")
+    return [
+        str(f.get("name", "?")),
+        fmt(value.get("median")),
+        fmt(value.get("min")),
+        fmt(value.get("max")),
+        str(f.get("unit") or value.get("unit") or ""),
+        ceiling_cell,
+        f"{ratio:.3g}×" if isinstance(ratio, int | float) else "",
+        str(f.get("note") or ""),
+    ]
+
+
+def _legacy_row(key: str, value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [key, fmt(value.get("median")), fmt(value.get("min")), fmt(value.get("max")), "", "", "", ""]
+    return [key, fmt(value), "", "", "", "", "", ""]
+
+
+def section_markdown(name: str, payload: Any, level: int = 2) -> str:
+    """One results payload as a markdown section: heading, provenance line, extras and the figures table.
+
+    Accepts the current shape (``figures`` is a list) and older ones (``figures`` maps names to numbers or
+    ``{median, min, max}``); anything else is reported, not raised.
+    """
+    heading = "#" * level + f" {name}"
+    if not isinstance(payload, dict):
+        return f"{heading}\n\nUnreadable result: expected a JSON object.\n"
+    m = payload.get("machine") if isinstance(payload.get("machine"), dict) else {}
+    commit = m.get("git_commit")
+    when = f"Run {m.get('timestamp', 'at an unknown time')}"
+    if commit:
+        when += f" at commit `{commit}`" + (" (uncommitted changes)" if m.get("git_dirty") else "")
+    source = payload.get("source_note") or "not recorded (older result format)"
+    lines = [heading, "", f"{when}. Data: {source}.", ""]
+    extra = payload.get("extra")
+    if isinstance(extra, dict) and extra:
+        lines += ["Parameters: " + ", ".join(f"{k}={fmt(v)}" for k, v in extra.items()) + ".", ""]
+    figures = payload.get("figures")
+    if isinstance(figures, list):
+        rows = [_figure_row(f) for f in figures if isinstance(f, dict)]
+    elif isinstance(figures, dict):
+        rows = [_legacy_row(str(k), v) for k, v in figures.items()]
+    else:
+        rows = []
+    lines.append(_table(rows) if rows else "No figures.")
+    return "\n".join(lines) + "\n"
+
+
+def machine_markdown(m: dict[str, Any]) -> str:
+    """A machine dict (from ``machine()``) as a short bullet list."""
+    cores = m.get("cores", m.get("cpus", "?"))
+    usable = m.get("cores_usable")
+    lines = [
+        f"- CPU: {m.get('cpu_model', 'unknown model')}, {cores} cores"
+        + (f" ({usable} usable)" if usable not in (None, cores) else ""),
+    ]
+    if "memory_gib" in m:
+        lines.append(f"- Memory: {m['memory_gib']} GiB")
+    lines.append(f"- Platform: {m.get('platform', '?')}, Python {m.get('python', '?')}")
+    packages = m.get("packages")
+    if not isinstance(packages, dict):  # older shape: versions at the top level
+        packages = {k: m[k] for k in PACKAGES if k in m}
+    if packages:
+        lines.append("- Packages: " + ", ".join(f"{k} {v}" for k, v in packages.items()))
+    return "\n".join(lines)
+
+
+def _load(path: Path) -> tuple[Any, str | None]:
+    """(payload, None) or (None, why it could not be read)."""
+    try:
+        return json.loads(path.read_text()), None
+    except (OSError, ValueError) as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def benchmarks_markdown(results_dir: Path = RESULTS) -> str:
+    """The BENCHMARKS.md page built from ``results_dir/*.json`` alone (no clock, no machine probing)."""
+    results = {p.stem: _load(p) for p in sorted(results_dir.glob("*.json"))}
+    parts = [
+        "# Benchmarks",
+        "",
+        "Generated by `bench/harness.py` from `bench/results/*.json`; do not edit by hand. "
+        "Rerun every benchmark and regenerate this page with `make bench` "
+        "(`uv run python bench/run_all.py --quick` for a fast smoke run on small inputs).",
+        "",
+        "Each figure is the median of its repeats, with min and max. "
+        "Ratio = median / ceiling median: for rates the share of the ceiling reached, "
+        "for times how many times slower than the ceiling.",
+        "",
+        "## Machine",
+        "",
+    ]
+    dated = {n: p for n, (p, _) in results.items() if isinstance(p, dict) and isinstance(p.get("machine"), dict)}
+    if dated:
+        newest = max(dated, key=lambda n: (str(dated[n]["machine"].get("timestamp", "")), n))
+        m = dated[newest]["machine"]
+        parts += [f"From the newest result, `{newest}` ({m.get('timestamp', 'undated')}):", "", machine_markdown(m)]
+    else:
+        parts.append("No results yet.")
+    for name, (payload, error) in results.items():
+        section = f"## {name}\n\nCould not read `{name}.json`: {error}" if error else section_markdown(name, payload)
+        parts += ["", section.rstrip("\n")]
+    return "\n".join(parts) + "\n"
+
+
+def render_benchmarks_md(results_dir: Path = RESULTS, out: Path | None = ROOT / "BENCHMARKS.md") -> str:
+    """Build the page from ``results_dir`` and, unless ``out`` is None, write it there atomically."""
+    text = benchmarks_markdown(results_dir)
+    if out is not None:
+        _write_atomic(out, text)
+    return text
+
+
+if __name__ == "__main__":
+    print(f"wrote {ROOT / 'BENCHMARKS.md'} ({len(render_benchmarks_md().splitlines())} lines)")
