@@ -1,5 +1,6 @@
 """The pipeline flow on real Prefect (test harness), MLflow on SQLite, GX, and the BentoML store."""
 
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,27 @@ def test_pipeline_registers_a_champion_that_loads_and_scores(pipeline_result: di
     assert run.data.metrics["test_auc"] > 0.8
     assert "baseline_test_ap" in run.data.metrics
     assert int(run.data.params["label_delay_days"]) == 7
+
+
+def test_training_run_names_the_lake_partitions_it_used(pipeline_result: dict[str, Any], home: Path) -> None:
+    import hashlib
+    import json
+
+    import mlflow
+
+    from features.lake import Lake
+    from flows.settings import Settings
+
+    client = mlflow.MlflowClient(Settings().tracking_uri)
+    run = client.get_run(pipeline_result["train"]["run_id"])
+    (dataset_input,) = run.inputs.dataset_inputs
+    split = pipeline_result["train"]["split"]
+    lineage = Lake(home).lineage(*(date.fromisoformat(split[k]) for k in ("train_start", "test_end")))
+    digest = hashlib.sha256("".join(f"{p['partition']}:{p['sha256']};" for p in lineage).encode()).hexdigest()
+    assert dataset_input.dataset.digest == digest[:32]
+    assert json.loads(dataset_input.dataset.source)["uri"].endswith("lake/transactions")
+    logged = json.loads(Path(client.download_artifacts(run.info.run_id, "lineage.json")).read_text())
+    assert logged["partitions"] == lineage and len(lineage) == 90
 
 
 def test_pipeline_accounts_for_every_row_and_builds_the_bento(pipeline_result: dict[str, Any]) -> None:
