@@ -10,6 +10,19 @@ Definitions (all windows are half-open ``(t - w, t]`` on event time):
 - ``terminal_id_nb_tx_{w}day_window`` / ``terminal_id_risk_{w}day_window``: the terminal's
   transactions in ``(t - d - w, t - d]`` with ``d`` the label delay, and the share of them
   known to be fraud. Labels younger than the delay are never used.
+
+Behavioural features (``feature_set="extended"``, the default; ``"baseline"`` is the handbook's 15),
+with ``W`` the longest window (30 days by default):
+
+- ``customer_amount_ratio_{W}day``: ``(amount + 1) / (m + 1)`` with ``m`` the mean amount of the
+  customer's earlier transactions in ``(t - W, t]``; 1 when there are none. Stolen cards spend
+  differently from their owner (handbook scenario 3 multiplies amounts by 5).
+- ``customer_hours_since_prev_tx``: hours since the customer's previous transaction, capped at
+  ``W`` days (also when there is none).
+- ``customer_terminal_first_visit_{W}day``: 1 if the customer has no earlier transaction at this
+  terminal in ``(t - W, t]``, else 0.
+- ``customer_nb_tx_1hour_window``: the customer's transactions in the last hour, the current one
+  included (velocity; card testing is a burst of payments).
 """
 
 from __future__ import annotations
@@ -19,7 +32,9 @@ from dataclasses import dataclass
 import polars as pl
 
 US_PER_DAY = 86_400 * 1_000_000
+US_PER_HOUR = 3_600 * 1_000_000
 ORDER_COLUMNS = ("tx_datetime", "transaction_id")
+FEATURE_SETS = ("baseline", "extended")
 
 
 @dataclass(frozen=True)
@@ -29,6 +44,29 @@ class FeatureSpec:
     windows_days: tuple[int, ...] = (1, 7, 30)
     label_delay_days: int = 7
     night_end_hour: int = 6
+    feature_set: str = "extended"
+
+    def __post_init__(self) -> None:
+        if self.feature_set not in FEATURE_SETS:
+            raise ValueError(f"feature_set must be one of {FEATURE_SETS}, not {self.feature_set!r}")
+
+    @property
+    def longest_window_days(self) -> int:
+        """``W``: the longest window, also the horizon of the behavioural features."""
+        return max(self.windows_days)
+
+    @property
+    def behavioural_names(self) -> list[str]:
+        """The behavioural feature columns (empty for the baseline set)."""
+        if self.feature_set == "baseline":
+            return []
+        w = self.longest_window_days
+        return [
+            f"customer_amount_ratio_{w}day",
+            "customer_hours_since_prev_tx",
+            f"customer_terminal_first_visit_{w}day",
+            "customer_nb_tx_1hour_window",
+        ]
 
     @property
     def feature_names(self) -> list[str]:
@@ -38,7 +76,7 @@ class FeatureSpec:
             names += [f"customer_id_nb_tx_{w}day_window", f"customer_id_avg_amount_{w}day_window"]
         for w in self.windows_days:
             names += [f"terminal_id_nb_tx_{w}day_window", f"terminal_id_risk_{w}day_window"]
-        return names
+        return names + self.behavioural_names
 
     @property
     def history_days(self) -> int:
@@ -51,6 +89,7 @@ class FeatureSpec:
             "windows_days": list(self.windows_days),
             "label_delay_days": self.label_delay_days,
             "night_end_hour": self.night_end_hour,
+            "feature_set": self.feature_set,
         }
 
     @classmethod
@@ -60,6 +99,8 @@ class FeatureSpec:
             windows_days=tuple(int(w) for w in data["windows_days"]),  # type: ignore[union-attr]
             label_delay_days=int(data["label_delay_days"]),  # type: ignore[arg-type]
             night_end_hour=int(data["night_end_hour"]),  # type: ignore[arg-type]
+            # Model cards written before the behavioural features existed used the baseline set.
+            feature_set=str(data.get("feature_set", "baseline")),
         )
 
 
@@ -127,7 +168,37 @@ def compute_features(transactions: pl.DataFrame, spec: FeatureSpec | None = None
                 dtype=pl.Float64,
             ),
         )
+    if spec.feature_set == "extended":
+        out = _behavioural(out, cust, spec)
     # cust/term were built from df in _row order, so the Series above align with `out`.
     return out.drop("_row", "t_us").with_columns(
         pl.col("tx_amount", "tx_during_weekend", "tx_during_night").cast(pl.Float64)
+    )
+
+
+def _behavioural(out: pl.DataFrame, cust: pl.DataFrame, spec: FeatureSpec) -> pl.DataFrame:
+    """The behavioural columns (see the module docstring); ``out`` and ``cust`` are in ``_row`` order."""
+    w = spec.longest_window_days
+    horizon_us = w * US_PER_DAY
+    n = out[f"customer_id_nb_tx_{w}day_window"]
+    total = out[f"customer_id_avg_amount_{w}day_window"] * n
+    prev_n = n - 1
+    prev_mean = (total - out["amount"]) / prev_n
+    ratio = pl.Series((out["amount"] + 1) / (prev_mean + 1)).fill_nan(1.0)
+    ratio = pl.select(pl.when(prev_n > 0).then(ratio).otherwise(1.0)).to_series()
+    gap_us = cust.select(pl.col("t_us").diff().over("customer_id")).to_series()
+    hours = (gap_us.fill_null(horizon_us).clip(upper_bound=horizon_us) / US_PER_HOUR).cast(pl.Float64)
+
+    pair = cust.select(
+        "_row", "t_us", _pair=pl.concat_str("customer_id", pl.lit("\x1f"), out["terminal_id"])
+    ).with_columns(cum_n=pl.int_range(1, pl.len() + 1).over("_pair"))
+    before = _cumulative_at(pair.with_columns(cut=pl.col("t_us") - horizon_us), pair, "_pair", "cut", ["cum_n"])
+    first_visit = (pair["cum_n"] - 1 - before["cum_n"] == 0).cast(pl.Float64)
+    hour_before = _cumulative_at(
+        cust.with_columns(cut=pl.col("t_us") - US_PER_HOUR), cust, "customer_id", "cut", ["cum_n"]
+    )
+    per_hour = (cust["cum_n"] - hour_before["cum_n"]).cast(pl.Float64)
+    names = spec.behavioural_names
+    return out.with_columns(
+        ratio.alias(names[0]), hours.alias(names[1]), first_visit.alias(names[2]), per_hour.alias(names[3])
     )

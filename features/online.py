@@ -9,6 +9,7 @@ boundaries compare exactly as they do offline.
 from __future__ import annotations
 
 import bisect
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,7 +17,7 @@ from datetime import UTC, datetime
 import numpy as np
 import polars as pl
 
-from features.engineering import ORDER_COLUMNS, US_PER_DAY, FeatureSpec
+from features.engineering import ORDER_COLUMNS, US_PER_DAY, US_PER_HOUR, FeatureSpec
 
 STATE_SCHEMA = {
     "transaction_id": pl.String(),
@@ -56,18 +57,62 @@ def to_epoch_us(when: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-class OnlineFeatureState:
-    """Embedded single-process feature state (one machine, one worker)."""
+class FeatureStore(ABC):
+    """Online feature state behind five window queries, so an external store can implement it.
 
-    def __init__(self, spec: FeatureSpec) -> None:
-        self.spec = spec
-        self._customers: dict[str, _Series] = {}
-        self._terminals: dict[str, _Series] = {}
-        # transaction_id -> (customer_id, terminal_id, t_us, amount, label or None).
-        self._seen: dict[str, tuple[str, str, int, float, int | None]] = {}
+    :meth:`features` holds every definition once; a store only answers the queries below and
+    records events (:meth:`observe`, :meth:`add_label`). Implementations: the in-process
+    :class:`OnlineFeatureState` (one worker) and ``features.sqlite_store.SQLiteFeatureStore``
+    (several worker processes on one machine). A Redis store would implement the same methods
+    with sorted sets per customer, terminal and pair.
+    """
 
+    spec: FeatureSpec
+
+    @abstractmethod
+    def knows(self, transaction_id: str) -> bool:
+        """Whether the transaction has been observed."""
+
+    @abstractmethod
+    def customer_window(self, customer_id: str, lo: int, hi: int) -> tuple[int, float]:
+        """Count and amount sum of the customer's events with ``lo < t <= hi``."""
+
+    @abstractmethod
+    def terminal_window(self, terminal_id: str, lo: int, hi: int) -> tuple[int, float]:
+        """Count and known-fraud count of the terminal's events with ``lo < t <= hi``."""
+
+    @abstractmethod
+    def pair_count(self, customer_id: str, terminal_id: str, lo: int, hi: int) -> int:
+        """Events of this customer at this terminal with ``lo < t <= hi``."""
+
+    @abstractmethod
+    def previous_time(self, customer_id: str, t_us: int, strictly_before: bool) -> int | None:
+        """Latest event time of the customer before ``t_us`` (``<=`` unless ``strictly_before``)."""
+
+    @abstractmethod
+    def observe(
+        self,
+        transaction_id: str,
+        customer_id: str,
+        terminal_id: str,
+        t_us: int,
+        amount: float,
+        label: int | None = None,
+    ) -> bool:
+        """Add a transaction; returns False (and changes nothing) if already seen."""
+
+    @abstractmethod
+    def add_label(self, transaction_id: str, label: int) -> bool:
+        """Record a late label; returns False if the transaction is unknown."""
+
+    @abstractmethod
     def __len__(self) -> int:
-        return len(self._seen)
+        """Transactions in the store."""
+
+    def observe_many(self, rows: Iterable[tuple[str, str, str, int, float, int | None]]) -> None:
+        """Observe (transaction_id, customer_id, terminal_id, t_us, amount, label) rows in order."""
+        for tid, cust, term, t_us, amount, label in rows:
+            self.observe(tid, cust, term, t_us, amount, label)
 
     def features(
         self, transaction_id: str, customer_id: str, terminal_id: str, t_us: int, amount: float, when: datetime
@@ -77,21 +122,76 @@ class OnlineFeatureState:
         A transaction already in the state is scored as of its own arrival (it is not counted twice).
         """
         spec = self.spec
-        already_seen = transaction_id in self._seen
+        seen = self.knows(transaction_id)
+        own = 0 if seen else 1  # an observed transaction is in its own windows already
         when = when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
         row = [amount, float(when.isoweekday() >= 6), float(when.hour <= spec.night_end_hour)]
-        cust = self._customers.get(customer_id)
         for w in spec.windows_days:
-            n, total = cust.window(t_us - w * US_PER_DAY, t_us) if cust else (0, 0.0)
-            if not already_seen:
-                n, total = n + 1, total + amount
+            n, total = self.customer_window(customer_id, t_us - w * US_PER_DAY, t_us)
+            n, total = n + own, total + own * amount
             row += [float(n), total / n]
-        term = self._terminals.get(terminal_id)
         hi = t_us - spec.label_delay_days * US_PER_DAY
         for w in spec.windows_days:
-            n, frauds = term.window(hi - w * US_PER_DAY, hi) if term else (0, 0.0)
+            n, frauds = self.terminal_window(terminal_id, hi - w * US_PER_DAY, hi)
             row += [float(n), frauds / n if n else 0.0]
+        if spec.feature_set == "extended":
+            row += self._behavioural(customer_id, terminal_id, t_us, amount, seen)
         return np.asarray(row, dtype=np.float64)
+
+    def _behavioural(self, customer_id: str, terminal_id: str, t_us: int, amount: float, seen: bool) -> list[float]:
+        """Same definitions as ``features.engineering._behavioural``."""
+        horizon_us = self.spec.longest_window_days * US_PER_DAY
+        mine = 1 if seen else 0
+        n, total = self.customer_window(customer_id, t_us - horizon_us, t_us)
+        prev_n, prev_total = n - mine, total - mine * amount
+        ratio = (amount + 1) / (prev_total / prev_n + 1) if prev_n > 0 else 1.0
+        previous = self.previous_time(customer_id, t_us, strictly_before=seen)
+        gap = horizon_us if previous is None else min(t_us - previous, horizon_us)
+        earlier = self.pair_count(customer_id, terminal_id, t_us - horizon_us, t_us) - mine
+        in_hour = self.customer_window(customer_id, t_us - US_PER_HOUR, t_us)[0] + 1 - mine
+        return [ratio, gap / US_PER_HOUR, float(earlier == 0), float(in_hour)]
+
+
+class OnlineFeatureState(FeatureStore):
+    """Embedded in-process feature state (one worker; the fastest)."""
+
+    def __init__(self, spec: FeatureSpec) -> None:
+        self.spec = spec
+        self._customers: dict[str, _Series] = {}
+        self._terminals: dict[str, _Series] = {}
+        self._pairs: dict[tuple[str, str], _Series] = {}  # (customer, terminal) visits
+        # transaction_id -> (customer_id, terminal_id, t_us, amount, label or None).
+        self._seen: dict[str, tuple[str, str, int, float, int | None]] = {}
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def knows(self, transaction_id: str) -> bool:
+        """Whether the transaction has been observed."""
+        return transaction_id in self._seen
+
+    def customer_window(self, customer_id: str, lo: int, hi: int) -> tuple[int, float]:
+        """Count and amount sum of the customer's events in ``(lo, hi]``."""
+        series = self._customers.get(customer_id)
+        return series.window(lo, hi) if series else (0, 0.0)
+
+    def terminal_window(self, terminal_id: str, lo: int, hi: int) -> tuple[int, float]:
+        """Count and known frauds of the terminal's events in ``(lo, hi]``."""
+        series = self._terminals.get(terminal_id)
+        return series.window(lo, hi) if series else (0, 0.0)
+
+    def pair_count(self, customer_id: str, terminal_id: str, lo: int, hi: int) -> int:
+        """Visits of the customer to the terminal in ``(lo, hi]``."""
+        series = self._pairs.get((customer_id, terminal_id))
+        return series.window(lo, hi)[0] if series else 0
+
+    def previous_time(self, customer_id: str, t_us: int, strictly_before: bool) -> int | None:
+        """Latest customer event time before ``t_us``."""
+        series = self._customers.get(customer_id)
+        if not series:
+            return None
+        i = (bisect.bisect_left if strictly_before else bisect.bisect_right)(series.times, t_us)
+        return series.times[i - 1] if i else None
 
     def observe(
         self,
@@ -107,6 +207,7 @@ class OnlineFeatureState:
             return False
         self._customers.setdefault(customer_id, _Series()).insert(t_us, amount)
         self._terminals.setdefault(terminal_id, _Series()).insert(t_us, float(label or 0))
+        self._pairs.setdefault((customer_id, terminal_id), _Series()).insert(t_us, 1.0)
         self._seen[transaction_id] = (customer_id, terminal_id, t_us, amount, label)
         return True
 
@@ -146,11 +247,6 @@ class OnlineFeatureState:
             ).iter_rows()
         )
         return state
-
-    def observe_many(self, rows: Iterable[tuple[str, str, str, int, float, int | None]]) -> None:
-        """Observe (transaction_id, customer_id, terminal_id, t_us, amount, label) rows in order."""
-        for tid, cust, term, t_us, amount, label in rows:
-            self.observe(tid, cust, term, t_us, amount, label)
 
     def to_frame(self) -> pl.DataFrame:
         """Snapshot as a frame (ships inside the model; reload with :meth:`from_frame`)."""

@@ -17,8 +17,30 @@ def frame(rows: list[tuple[str, datetime, str, str, float, int | None]]) -> pl.D
     return pl.DataFrame(rows, schema=list(CANONICAL_SCHEMA), orient="row").cast(CANONICAL_SCHEMA)  # type: ignore[arg-type]
 
 
-def test_feature_names_are_the_15_baseline_features() -> None:
-    assert len(FeatureSpec().feature_names) == 15
+def test_baseline_set_is_the_handbook_15_and_extended_adds_four_behavioural() -> None:
+    baseline = FeatureSpec(feature_set="baseline").feature_names
+    assert len(baseline) == 15 and baseline[:3] == ["tx_amount", "tx_during_weekend", "tx_during_night"]
+    assert FeatureSpec().feature_names == [*baseline, *FeatureSpec().behavioural_names]
+    assert FeatureSpec.from_dict({"windows_days": [1, 7, 30], "label_delay_days": 7, "night_end_hour": 6}) == (
+        FeatureSpec(feature_set="baseline")  # model cards from before the behavioural features
+    )
+    with pytest.raises(ValueError, match="feature_set"):
+        FeatureSpec(feature_set="everything")
+
+
+def test_behavioural_features_follow_their_definitions() -> None:
+    rows = [
+        ("a", T0, "c1", "t1", 9.0, 0),
+        ("b", T0 + timedelta(minutes=30), "c1", "t1", 19.0, 0),
+        ("c", T0 + timedelta(hours=3), "c1", "t2", 99.0, 0),
+        ("d", T0 + timedelta(days=31), "c1", "t1", 9.0, 0),
+    ]
+    out = compute_features(frame(rows)).sort("transaction_id")
+    # (amount + 1) / (mean of earlier amounts in 30 days + 1); 1 without history.
+    assert out["customer_amount_ratio_30day"].to_list() == pytest.approx([1.0, 2.0, 100 / 15, 1.0])
+    assert out["customer_hours_since_prev_tx"].to_list() == pytest.approx([720, 0.5, 2.5, 720])
+    assert out["customer_terminal_first_visit_30day"].to_list() == [1, 0, 1, 1]
+    assert out["customer_nb_tx_1hour_window"].to_list() == [1, 2, 1, 1]
 
 
 def test_customer_windows_count_the_current_and_earlier_transactions_only() -> None:

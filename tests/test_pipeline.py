@@ -13,6 +13,7 @@ def test_pipeline_registers_a_champion_that_loads_and_scores(pipeline_result: di
     import mlflow
     import numpy as np
 
+    from features.engineering import FeatureSpec
     from flows.settings import Settings
 
     settings = Settings()
@@ -23,7 +24,7 @@ def test_pipeline_registers_a_champion_that_loads_and_scores(pipeline_result: di
     assert str(champion.version) == pipeline_result["package"]["version"] == pipeline_result["train"]["version"]
     assert client.get_model_version_by_alias(settings.registered_model, "challenger").version == champion.version
     booster = mlflow.xgboost.load_model(f"models:/{settings.registered_model}@champion")
-    scores = booster.inplace_predict(np.zeros((3, 15)))
+    scores = booster.inplace_predict(np.zeros((3, len(FeatureSpec().feature_names))))
     assert scores.shape == (3,) and ((scores >= 0) & (scores <= 1)).all()
     run = client.get_run(champion.run_id)
     assert run.data.metrics["test_auc"] > 0.8

@@ -6,6 +6,8 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from features.engineering import FeatureSpec
+
 pytestmark = pytest.mark.slow
 
 VALID = {
@@ -102,6 +104,6 @@ def test_batch_scores_valid_rows_and_reports_invalid_ones_by_index(client: TestC
 def test_model_card_and_ui_are_served(client: TestClient, pipeline_result: dict[str, Any]) -> None:
     card = client.post("/model", json={}).json()
     assert card["model_version"] == pipeline_result["package"]["version"]
-    assert len(card["feature_names"]) == 15 and 0 < card["threshold"] < 1
+    assert card["feature_names"] == FeatureSpec().feature_names and 0 < card["threshold"] < 1
     assert client.get("/ui/").status_code == 200
     assert client.get("/ui/config").status_code == 200
