@@ -145,7 +145,10 @@ class FeatureStore(ABC):
         n, total = self.customer_window(customer_id, t_us - horizon_us, t_us)
         prev_n, prev_total = n - mine, total - mine * amount
         ratio = (amount + 1) / (prev_total / prev_n + 1) if prev_n > 0 else 1.0
-        previous = self.previous_time(customer_id, t_us, strictly_before=seen)
+        if seen and self.customer_window(customer_id, t_us - 1, t_us)[0] > 1:
+            previous: int | None = t_us  # another transaction of the customer at the same instant
+        else:
+            previous = self.previous_time(customer_id, t_us, strictly_before=seen)
         gap = horizon_us if previous is None else min(t_us - previous, horizon_us)
         earlier = self.pair_count(customer_id, terminal_id, t_us - horizon_us, t_us) - mine
         in_hour = self.customer_window(customer_id, t_us - US_PER_HOUR, t_us)[0] + 1 - mine

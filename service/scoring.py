@@ -10,7 +10,7 @@ import xgboost as xgb
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from features.contract import TransactionIn
-from features.online import OnlineFeatureState, to_epoch_us
+from features.online import FeatureStore, OnlineFeatureState, to_epoch_us
 from model.bundle import Bundle
 
 MAX_BATCH_ROWS = 10_000
@@ -66,7 +66,7 @@ def describe_validation_error(exc: ValidationError) -> str:
 class Scorer:
     """Holds the booster, threshold and online state of one loaded model bundle."""
 
-    def __init__(self, bundle: Bundle, n_reasons: int = 3) -> None:
+    def __init__(self, bundle: Bundle, n_reasons: int = 3, store: FeatureStore | None = None) -> None:
         self.bundle = bundle
         self.booster: xgb.Booster = bundle.booster
         self.booster.set_param({"nthread": 1})
@@ -75,7 +75,8 @@ class Scorer:
         self.threshold = bundle.threshold
         self.version = bundle.version
         self.n_reasons = n_reasons
-        self.state = OnlineFeatureState.from_frame(bundle.state, self.spec)
+        # In-process state unless the caller passes a shared store (see service.service.open_store).
+        self.state = store if store is not None else OnlineFeatureState.from_frame(bundle.state, self.spec)
         self._iteration_range = (0, int(bundle.card.get("best_iteration", 0)) + 1)
         self._lock = threading.Lock()
 

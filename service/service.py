@@ -12,14 +12,37 @@ from fastapi import FastAPI
 from pydantic import Field
 
 from features.contract import TransactionIn
-from model.bundle import read_bundle
+from features.online import FeatureStore
+from model.bundle import Bundle, read_bundle
 from service.scoring import MAX_BATCH_ROWS, BatchResponse, Scorer, ScoreResponse
 from service.ui import build_ui
 
 #: Which BentoML model to serve; inside a built Bento, ``latest`` is the one it packages.
 MODEL_TAG = os.environ.get("FRAUDOPS_MODEL_TAG", "fraud_detector:latest")
 
+#: ``sqlite`` (default: one state file shared by every worker process) or ``memory`` (per process).
+ONLINE_STORE = os.environ.get("FRAUDOPS_ONLINE_STORE", "sqlite")
+
 _loaded: list[Scorer] = []
+
+
+def open_store(bundle: Bundle, model_tag: str) -> FeatureStore | None:
+    """The online store the workers share: a SQLite file per model version, loaded once from the snapshot.
+
+    Location: ``FRAUDOPS_STATE_DB``, else ``$BENTOML_HOME/online_state/<model>-<version>.sqlite``.
+    ``FRAUDOPS_ONLINE_STORE=memory`` returns None (the scorer keeps its own in-process state).
+    """
+    if ONLINE_STORE == "memory":
+        return None
+    if ONLINE_STORE != "sqlite":
+        raise ValueError(f"FRAUDOPS_ONLINE_STORE must be 'sqlite' or 'memory', not {ONLINE_STORE!r}")
+    from features.sqlite_store import SQLiteFeatureStore
+
+    home = Path(os.environ.get("BENTOML_HOME") or Path.home() / "bentoml")
+    default = home / "online_state" / f"{model_tag.replace(':', '-')}.sqlite"
+    store = SQLiteFeatureStore(Path(os.environ.get("FRAUDOPS_STATE_DB") or default), bundle.spec)
+    store.load_snapshot(bundle.state)
+    return store
 
 
 def _scorer() -> Scorer:
@@ -40,7 +63,8 @@ class FraudService:
     bento_model = bentoml.models.BentoModel(MODEL_TAG)
 
     def __init__(self) -> None:
-        self.scorer = Scorer(read_bundle(Path(self.bento_model.path)))
+        bundle = read_bundle(Path(self.bento_model.path))
+        self.scorer = Scorer(bundle, store=open_store(bundle, str(self.bento_model.tag)))
         _loaded[:] = [self.scorer]
 
     @bentoml.api(route="/score", input_spec=TransactionIn, output_spec=ScoreResponse)

@@ -174,3 +174,13 @@ def test_late_label_updates_terminal_risk_after_the_delay(label: int) -> None:
     names = spec.feature_names
     assert row[names.index("terminal_id_risk_1day_window")] == float(label)
     assert not state.add_label("unknown", 1)
+
+
+def test_rescoring_a_transaction_that_shares_its_instant_gives_the_same_vector() -> None:
+    spec = FeatureSpec()
+    state = OnlineFeatureState(spec)
+    t = to_epoch_us(T0)
+    state.observe("first", "c1", "t1", t, 10.0)
+    before = state.features("second", "c1", "t1", t, 20.0, T0)
+    state.observe("second", "c1", "t1", t, 20.0)
+    np.testing.assert_array_equal(before, state.features("second", "c1", "t1", t, 20.0, T0))

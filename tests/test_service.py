@@ -1,6 +1,7 @@
 """The BentoML service through its ASGI app (in process), with the model the pipeline packaged."""
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -107,3 +108,24 @@ def test_model_card_and_ui_are_served(client: TestClient, pipeline_result: dict[
     assert card["feature_names"] == FeatureSpec().feature_names and 0 < card["threshold"] < 1
     assert client.get("/ui/").status_code == 200
     assert client.get("/ui/config").status_code == 200
+
+
+def test_a_second_worker_sees_what_the_first_scored(client: TestClient, pipeline_result: dict[str, Any]) -> None:
+    """A second worker opens the same SQLite online store at start-up and sees the first one's traffic."""
+    import bentoml
+
+    from features.contract import TransactionIn
+    from model.bundle import read_bundle
+    from service.scoring import Scorer
+    from service.service import open_store
+
+    first = client.post("/score", json={**VALID, "transaction_id": "w-1", "customer_id": "worker-x"})
+    assert first.status_code == 200
+    model = bentoml.models.get(pipeline_result["package"]["model_tag"])
+    bundle = read_bundle(Path(model.path))
+    second_worker = Scorer(bundle, store=open_store(bundle, str(model.tag)))  # what __init__ does per worker
+    later = {**VALID, "transaction_id": "w-2", "customer_id": "worker-x", "tx_datetime": "2026-06-14T12:10:00Z"}
+    row = second_worker.features(TransactionIn.model_validate(later))
+    names = bundle.spec.feature_names
+    assert row[names.index("customer_id_nb_tx_1day_window")] == 2
+    assert row[names.index("customer_hours_since_prev_tx")] == pytest.approx(10 / 60)
