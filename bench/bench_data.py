@@ -7,6 +7,8 @@ the source note says so. Writes bench/results/data.{json,md}.
 Figures (median of several repeats, with min and max):
 - simulate: handbook-size world (5,000 customers, 10,000 terminals, 183 days), rows/s;
 - ingest stages on the same rows: read + map to canonical, GX raw suite, landing in a fresh lake;
+- features: all offline features on the ingested rows, next to one sort + cumulative sum pass;
+  online parity (the last 10,000 transactions scored one at a time vs the offline vectors);
 - ingest total (the three stages in one call, what the ingest flow does minus Prefect bookkeeping),
   next to its ceiling: Polars reading the file and writing it once as Parquet (pure I/O).
 
@@ -23,10 +25,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repo root, for `python bench/bench_data.py`
 
+import numpy as np
 import polars as pl
 
 from bench.harness import ROOT, Figure, measure, throughput, write_results
+from features.engineering import FeatureSpec, compute_features
 from features.lake import Lake
+from features.online import OnlineFeatureState, to_epoch_us
 from features.simulator import SimulatorConfig, simulate_transactions
 from features.sources import read_table, to_canonical_frame
 from validation.raw import validate_raw
@@ -42,6 +47,21 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     args.repeats = args.repeats or (2 if args.quick else 3)
     return args
+
+
+def online_parity(transactions: pl.DataFrame, spec: FeatureSpec, n: int) -> dict[str, float]:
+    """Score the last ``n`` transactions one at a time online; max abs difference to the offline vectors."""
+    ordered = transactions.sort("tx_datetime", "transaction_id")
+    expected = compute_features(ordered, spec).tail(n).select(spec.feature_names).to_numpy()
+    state = OnlineFeatureState.from_transactions(ordered.head(ordered.height - n), spec)
+    worst = 0.0
+    cols = ("transaction_id", "tx_datetime", "customer_id", "terminal_id", "amount", "is_fraud")
+    for i, (tid, when, cust, term, amount, label) in enumerate(ordered.tail(n).select(cols).iter_rows()):
+        t_us = to_epoch_us(when)
+        worst = max(worst, float(np.abs(state.features(tid, cust, term, t_us, amount, when) - expected[i]).max()))
+        state.observe(tid, cust, term, t_us, amount)
+        state.add_label(tid, label)
+    return {"transactions": n, "max_abs_diff": worst}
 
 
 def main() -> None:
@@ -84,6 +104,14 @@ def main() -> None:
         def copy_io() -> None:
             pl.read_parquet(source).write_parquet(work / "copy.parquet")
 
+        transactions = validated.accepted
+        spec = FeatureSpec()
+        features_s = measure(lambda: compute_features(transactions, spec), args.repeats)
+        cumsum_s = measure(
+            lambda: transactions.sort("tx_datetime").select(pl.col("amount").cum_sum().over("customer_id")),
+            args.repeats,
+        )
+        parity = online_parity(transactions, spec, 2_000 if args.quick else 10_000)
         read_s = measure(lambda: to_canonical_frame(read_table(source)), args.repeats)
         validate_s = measure(lambda: validate_raw(mapped), args.repeats)
         land_s = measure(land, args.repeats, setup=fresh_lake)
@@ -92,7 +120,16 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
+    cumsum = throughput(cumsum_s, rows)
     figures = [
+        Figure("cumsum_pass", cumsum, note="ceiling: one sort + one per-customer cumulative sum"),
+        Figure(
+            "features_offline",
+            throughput(features_s, rows),
+            ceiling_name="cumsum_pass",
+            ceiling=cumsum,
+            note=f"compute_features, all {len(FeatureSpec().feature_names)} features (baseline 15 + behavioural)",
+        ),
         Figure("simulate", throughput(simulate_s, rows_sim), note=f"{rows_sim:,} rows, handbook design"),
         Figure("ingest_read_map", throughput(read_s, rows), note="read_table + to_canonical_frame"),
         Figure("ingest_gx_validate", throughput(validate_s, rows), note="raw GX suite incl. Polars->pandas"),
@@ -115,7 +152,9 @@ def main() -> None:
             "ingest_rows": rows,
             "rejected": validated.rejected.height,
             "ingest_seconds_median": round(total, 2),
-            "targets": {"ingest_seconds": 20, "simulate_seconds": 30},
+            "features_seconds_median": round(features_s.median, 2),
+            "online_parity": parity,
+            "targets": {"ingest_seconds": 20, "simulate_seconds": 30, "features_seconds": 10, "parity_max_abs": 1e-6},
             "quick": args.quick,
         },
         source_note=f"simulator: {world.n_customers:,} customers, {world.n_terminals:,} terminals, "
