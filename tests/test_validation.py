@@ -134,10 +134,10 @@ def test_data_docs_site_lists_each_suite_run(world_features: pl.DataFrame, tmp_p
         raw = validate_raw(to_canonical_frame(raw_batch()), now=NOW)
     feats = validate_features(later, spec, profile, history_start=world_features["tx_datetime"].min(), docs_dir=docs)
     assert len(raw.suite.docs_pages) == 1 and len(feats.docs_pages) == 2
-    pages = {p.read_text() for p in (*raw.suite.docs_pages, *feats.docs_pages)}
     assert all(p.exists() and p.is_relative_to(docs) for p in (*raw.suite.docs_pages, *feats.docs_pages))
-    assert any("raw_transactions" in text and "customer_id" in text for text in pages)
-    assert any("features_reference" in text and "tx_amount" in text for text in pages)
+    texts = [p.read_text() for p in (*raw.suite.docs_pages, *feats.docs_pages)]
+    assert any("raw_transactions" in text and "customer_id" in text for text in texts)
+    assert any("features_reference" in text and "tx_amount" in text for text in texts)
     # Outside the block and without docs_dir nothing is published.
     assert validate_raw(to_canonical_frame(raw_batch()), now=NOW).suite.docs_pages == ()
 
