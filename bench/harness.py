@@ -13,7 +13,6 @@ import os
 import platform
 import statistics
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,8 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar, overload
+
+from features.lake import write_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -242,18 +243,8 @@ def write_results(
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    """Temp file in the same directory (``*.tmp``, git-ignored), fsync, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``text`` to ``path`` through the lake's atomic writer (temp file, fsync, rename)."""
+    write_atomic(path, lambda fh: fh.write(text.encode()))
 
 
 # --- markdown ------------------------------------------------------------------------------------------

@@ -126,8 +126,8 @@ class FeatureStore(ABC):
         own = 0 if seen else 1  # an observed transaction is in its own windows already
         when = when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
         row = [amount, float(when.isoweekday() >= 6), float(when.hour <= spec.night_end_hour)]
-        for w in spec.windows_days:
-            n, total = self.customer_window(customer_id, t_us - w * US_PER_DAY, t_us)
+        windows = {w: self.customer_window(customer_id, t_us - w * US_PER_DAY, t_us) for w in spec.windows_days}
+        for n, total in windows.values():
             n, total = n + own, total + own * amount
             row += [float(n), total / n]
         hi = t_us - spec.label_delay_days * US_PER_DAY
@@ -135,14 +135,22 @@ class FeatureStore(ABC):
             n, frauds = self.terminal_window(terminal_id, hi - w * US_PER_DAY, hi)
             row += [float(n), frauds / n if n else 0.0]
         if spec.feature_set == "extended":
-            row += self._behavioural(customer_id, terminal_id, t_us, amount, seen)
+            row += self._behavioural(customer_id, terminal_id, t_us, amount, seen, windows[spec.longest_window_days])
         return np.asarray(row, dtype=np.float64)
 
-    def _behavioural(self, customer_id: str, terminal_id: str, t_us: int, amount: float, seen: bool) -> list[float]:
-        """Same definitions as ``features.engineering._behavioural``."""
+    def _behavioural(
+        self,
+        customer_id: str,
+        terminal_id: str,
+        t_us: int,
+        amount: float,
+        seen: bool,
+        longest: tuple[int, float],
+    ) -> list[float]:
+        """Same definitions as ``features.engineering._behavioural``; ``longest`` is the W-day customer window."""
         horizon_us = self.spec.longest_window_days * US_PER_DAY
         mine = 1 if seen else 0
-        n, total = self.customer_window(customer_id, t_us - horizon_us, t_us)
+        n, total = longest
         prev_n, prev_total = n - mine, total - mine * amount
         ratio = (amount + 1) / (prev_total / prev_n + 1) if prev_n > 0 else 1.0
         if seen and self.customer_window(customer_id, t_us - 1, t_us)[0] > 1:

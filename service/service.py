@@ -26,10 +26,11 @@ ONLINE_STORE = os.environ.get("FRAUDOPS_ONLINE_STORE", "sqlite")
 _loaded: list[Scorer] = []
 
 
-def open_store(bundle: Bundle, model_tag: str) -> FeatureStore | None:
+def open_store(bundle: Bundle, model_name: str) -> FeatureStore | None:
     """The online store the workers share: a SQLite file per model version, loaded once from the snapshot.
 
-    Location: ``FRAUDOPS_STATE_DB``, else ``$BENTOML_HOME/online_state/<model>-<version>.sqlite``.
+    Location: ``FRAUDOPS_STATE_DB``, else ``$BENTOML_HOME/online_state/<model>-v<version>.sqlite`` (the
+    version from the model card: a tag like ``fraud_detector:latest`` would share one file across versions).
     ``FRAUDOPS_ONLINE_STORE=memory`` returns None (the scorer keeps its own in-process state).
     """
     if ONLINE_STORE == "memory":
@@ -39,7 +40,7 @@ def open_store(bundle: Bundle, model_tag: str) -> FeatureStore | None:
     from features.sqlite_store import SQLiteFeatureStore
 
     home = Path(os.environ.get("BENTOML_HOME") or Path.home() / "bentoml")
-    default = home / "online_state" / f"{model_tag.replace(':', '-')}.sqlite"
+    default = home / "online_state" / f"{model_name}-v{bundle.version}.sqlite"
     store = SQLiteFeatureStore(Path(os.environ.get("FRAUDOPS_STATE_DB") or default), bundle.spec)
     store.load_snapshot(bundle.state)
     return store
@@ -64,7 +65,7 @@ class FraudService:
 
     def __init__(self) -> None:
         bundle = read_bundle(Path(self.bento_model.path))
-        self.scorer = Scorer(bundle, store=open_store(bundle, str(self.bento_model.tag)))
+        self.scorer = Scorer(bundle, store=open_store(bundle, self.bento_model.tag.name))
         _loaded[:] = [self.scorer]
 
     @bentoml.api(route="/score", input_spec=TransactionIn, output_spec=ScoreResponse)

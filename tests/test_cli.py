@@ -40,3 +40,10 @@ def test_bad_dates_and_formats_are_rejected_with_a_message(tmp_path: Path) -> No
     assert result.exit_code != 0 and "not a date" in result.output
     bad = runner.invoke(app, ["ingest", str(tmp_path / "x.csv"), "--format", "excel"])
     assert bad.exit_code != 0 and "unknown format" in bad.output
+
+
+def test_drift_presets_named_in_help_are_the_simulator_presets() -> None:
+    from features.simulator import DRIFT_PRESETS
+    from flows.cli import DRIFT_NAMES
+
+    assert tuple(DRIFT_PRESETS) == DRIFT_NAMES

@@ -112,6 +112,8 @@ def test_model_card_and_ui_are_served(client: TestClient, pipeline_result: dict[
 
 def test_a_second_worker_sees_what_the_first_scored(client: TestClient, pipeline_result: dict[str, Any]) -> None:
     """A second worker opens the same SQLite online store at start-up and sees the first one's traffic."""
+    import os
+
     import bentoml
 
     from features.contract import TransactionIn
@@ -123,7 +125,8 @@ def test_a_second_worker_sees_what_the_first_scored(client: TestClient, pipeline
     assert first.status_code == 200
     model = bentoml.models.get(pipeline_result["package"]["model_tag"])
     bundle = read_bundle(Path(model.path))
-    second_worker = Scorer(bundle, store=open_store(bundle, str(model.tag)))  # what __init__ does per worker
+    second_worker = Scorer(bundle, store=open_store(bundle, model.tag.name))  # what __init__ does per worker
+    assert (Path(os.environ["BENTOML_HOME"]) / "online_state" / f"{model.tag.name}-v{bundle.version}.sqlite").exists()
     later = {**VALID, "transaction_id": "w-2", "customer_id": "worker-x", "tx_datetime": "2026-06-14T12:10:00Z"}
     row = second_worker.features(TransactionIn.model_validate(later))
     names = bundle.spec.feature_names
