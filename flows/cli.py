@@ -148,12 +148,28 @@ def train(
         int | None, typer.Option(help="Label delay in days (default FRAUDOPS_LABEL_DELAY_DAYS).")
     ] = None,
     seed: Seed = 42,
+    check_reference: Annotated[
+        bool,
+        typer.Option(
+            help="Gate on the champion's training-window bounds; --no-check-reference once a shift is confirmed real."
+        ),
+    ] = True,
 ) -> None:
-    """Train on the lake with a time split and the label delay; register the model as `challenger`."""
+    """Train on the lake with a time split and the label delay; register the model as `challenger`.
+
+    The GX feature suite gates training: when it fails, nothing is registered and the exit code is 3.
+    """
     _settings()
     from flows.pipeline import train_flow
+    from validation.features import FeatureValidationError
 
-    result = train_flow(_date(start, "--start"), _date(end, "--end"), label_delay, seed=seed)
+    try:
+        result = train_flow(
+            _date(start, "--start"), _date(end, "--end"), label_delay, seed=seed, check_reference=check_reference
+        )
+    except FeatureValidationError as exc:
+        console.print(f"[red]training refused[/red]: {exc}")
+        raise typer.Exit(3) from None
     m = result["metrics"]
     console.print(f"registered v{result['version']}: test AUC {m['test_auc']:.3f}, AP {m['test_ap']:.3f}")
 

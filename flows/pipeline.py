@@ -20,7 +20,9 @@ from features.simulator import SimulatorConfig, simulate_transactions
 from features.sources import SourceFormat, read_table, to_canonical_frame
 from flows.settings import Settings
 from model.splits import TimeSplit
-from validation.features import require_valid_features
+from validation.docs import build_data_docs, data_docs_markdown, recording_data_docs
+from validation.features import FeatureValidationError, ReferenceProfile, reference_profile, validate_features
+from validation.gx_runner import SuiteResult
 from validation.raw import validate_raw
 
 DEMO_START = date(2026, 4, 1)
@@ -98,7 +100,9 @@ def ingest_flow(source: str, source_format: str = "auto") -> dict[str, Any]:
     # Repeated ids inside the file: the first occurrence competes, later ones are duplicates.
     repeat = pl.col("transaction_id").is_not_null() & ~pl.col("transaction_id").is_first_distinct()
     in_file_duplicates = mapped.filter(repeat).height
-    validation = validate_raw(mapped.filter(~repeat))
+    with recording_data_docs(settings.data_docs_dir):
+        validation = validate_raw(mapped.filter(~repeat))
+    publish_data_docs(settings.data_docs_dir, [validation.suite])
     landing = lake.land(validation.accepted)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
     quarantine = lake.quarantine(validation.rejected, f"{path.stem}-{digest}")
@@ -131,10 +135,36 @@ def build_features_task(transactions: pl.DataFrame, spec: FeatureSpec) -> pl.Dat
     return compute_features(transactions, spec)
 
 
+def publish_data_docs(docs_dir: Path, results: list[SuiteResult]) -> Path:
+    """Rebuild the Data Docs index and link it, with these runs' pages, as the `data-docs` artifact."""
+    index = build_data_docs(docs_dir)
+    create_markdown_artifact(key="data-docs", markdown=data_docs_markdown(index, results))
+    return index
+
+
 @task(cache_policy=NO_CACHE)
-def feature_gate_task(features: pl.DataFrame, spec: FeatureSpec) -> None:
-    """Raise if the feature frame fails the GX feature suite."""
-    require_valid_features(features, spec)
+def feature_gate_task(
+    features: pl.DataFrame, spec: FeatureSpec, reference: ReferenceProfile | None, docs_dir: Path
+) -> SuiteResult:
+    """Run the GX feature suite (with ``reference`` bounds when given); raise, after publishing it, if it fails."""
+    result = validate_features(features, spec, reference, docs_dir=docs_dir)
+    publish_data_docs(docs_dir, [result])
+    if not result.success:
+        raise FeatureValidationError(result)
+    return result
+
+
+def champion_reference(model_name: str) -> tuple[str, ReferenceProfile] | None:
+    """The champion's version and the reference profile of its training window (None without either)."""
+    from model.registry import CHAMPION, alias_version, load_model_card
+
+    champion = alias_version(model_name, CHAMPION)
+    if champion is None:
+        return None
+    card = load_model_card(champion)
+    if "reference" not in card:  # cards written before the reference profile existed
+        return None
+    return champion.version, ReferenceProfile.from_dict(card["reference"])
 
 
 @flow(name="train", log_prints=True)
@@ -145,8 +175,16 @@ def train_flow(
     valid_days: int = 7,
     test_days: int = 7,
     seed: int = 42,
+    check_reference: bool = True,
 ) -> dict[str, Any]:
-    """Features from the lake window, GX feature gate, XGBoost on a time split, MLflow run, `challenger`."""
+    """Features from the lake window, GX feature gate, XGBoost on a time split, MLflow run, `challenger`.
+
+    The gate checks nulls and ranges and, with ``check_reference`` and a champion, that the
+    features (after their warm-up) sit within the bounds of the champion's training window: a
+    broken upstream (amounts in cents, a stuck terminal feed) stops training with the failing
+    expectations named, and nothing is registered. Set ``check_reference=False`` only after
+    confirming that the shift is real. The new model's own reference profile is saved in its card.
+    """
     from model.registry import configure_mlflow, log_training_run
     from model.training import TrainingConfig, train_model
 
@@ -155,15 +193,32 @@ def train_flow(
     transactions = lake.read(start, end)
     if transactions.height == 0:
         raise ValueError(f"the lake at {lake.transactions_dir} has no transactions in {start}..{end}; ingest first")
+    configure_mlflow(settings.tracking_uri, settings.experiment, settings.artifact_root)
     spec = FeatureSpec(label_delay_days=settings.label_delay_days if label_delay_days is None else label_delay_days)
     features = build_features_task(transactions, spec)
-    feature_gate_task(features, spec)
+    champion = champion_reference(settings.registered_model) if check_reference else None
+    if champion is not None:
+        print(f"feature gate: reference bounds of champion v{champion[0]}'s training window")
+    gate = feature_gate_task(features, spec, champion[1] if champion else None, settings.data_docs_dir)
     days = features["tx_datetime"].dt.date()
     split = TimeSplit.ending_at(days.max(), days.min(), spec.label_delay_days, valid_days, test_days)  # type: ignore[arg-type]
     result = task(train_model, cache_policy=NO_CACHE)(features, spec, split, TrainingConfig(seed=seed))
-    configure_mlflow(settings.tracking_uri, settings.experiment, settings.artifact_root)
+    # Profile the training rows; the warm-up is counted from the first transaction read, as the features were.
+    try:
+        reference = reference_profile(split.select(features, "train"), spec, features["tx_datetime"].min())
+        card_extra = {"reference": reference.to_dict()}
+    except ValueError as error:  # a training window shorter than the feature warm-up
+        get_run_logger().warning("no reference profile saved (%s): the next training runs without its bounds", error)
+        card_extra = {}
     lineage = lake.lineage(split.train_start, split.test_end)
-    registered = log_training_run(result, settings.registered_model, lineage, lake_uri=lake.transactions_dir.as_uri())
+    registered = log_training_run(
+        result,
+        settings.registered_model,
+        lineage,
+        lake_uri=lake.transactions_dir.as_uri(),
+        card_extra=card_extra,
+        validation={"feature_gate": gate.to_dict()},
+    )
     print(
         f"trained {settings.registered_model} v{registered.version} on {result.rows['train']} rows "
         f"({split.train_start}..{split.train_end}): test AUC {result.metrics['test_auc']:.3f}, "

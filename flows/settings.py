@@ -50,6 +50,11 @@ class Settings(BaseSettings):
         return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.home_dir / 'mlflow.db'}"
 
     @property
+    def data_docs_dir(self) -> Path:
+        """The GX Data Docs site (HTML, with its stored results) under the home."""
+        return self.home_dir / "gx" / "data_docs"
+
+    @property
     def artifact_root(self) -> Path:
         """Directory for MLflow artifacts under the home."""
         return self.home_dir / "mlartifacts"

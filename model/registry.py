@@ -57,13 +57,19 @@ def log_training_run(
     lineage: list[dict[str, str]],
     extra_tags: dict[str, str] | None = None,
     lake_uri: str | None = None,
+    card_extra: dict[str, Any] | None = None,
+    validation: dict[str, dict[str, Any]] | None = None,
 ) -> RegisteredModel:
-    """Log params, metrics, lineage and the booster; register a new version aliased ``challenger``."""
+    """Log params, metrics, lineage and the booster; register a new version aliased ``challenger``.
+
+    ``card_extra`` is merged into the model card; each ``validation`` entry (a GX suite result as a
+    dict) is logged as ``validation/<name>.json`` with a ``<name>_success`` metric.
+    """
     import mlflow
     import pandas as pd
     from mlflow.models import infer_signature
 
-    card = result.model_card()
+    card = result.model_card() | (card_extra or {})
     with mlflow.start_run(run_name=f"train-{result.split.train_end}") as run:
         mlflow.set_tags({"fraudops.stage": "train", **(extra_tags or {})})
         mlflow.log_params({k: v for k, v in card["params"].items()})
@@ -73,6 +79,9 @@ def log_training_run(
         mlflow.log_metrics({f"rows_{k}": v for k, v in result.rows.items()} | {"train_seconds": result.seconds})
         mlflow.log_dict(card, MODEL_CARD)
         mlflow.log_dict({"lake": lake_uri, "partitions": lineage}, "lineage.json")
+        for name, suite in (validation or {}).items():
+            mlflow.log_dict(suite, f"validation/{name}.json")
+            mlflow.log_metric(f"{name}_success", float(suite["success"]))
         if lake_uri:
             log_dataset_input(lake_uri, lineage, f"lake-{card['split']['train_start']}..{card['split']['test_end']}")
         example = pd.DataFrame(np.zeros((1, len(result.feature_names))), columns=result.feature_names)

@@ -113,6 +113,24 @@ def test_reference_bounds_pass_a_later_window_and_fail_shifted_ones(world_featur
     assert [o.expectation for o in short.failures] == ["reference_window"]
 
 
+def test_training_gate_lets_the_simulators_drift_through(
+    small_transactions: pl.DataFrame, world_features: pl.DataFrame
+) -> None:
+    """The reference bounds stop a broken upstream, not drift: two weeks of every preset still pass."""
+    from datetime import date
+
+    from features.simulator import SimulatorConfig, simulate_transactions
+
+    spec = FeatureSpec()
+    profile = reference_profile(split_world(world_features)[0], spec)
+    config = SimulatorConfig.scaled(200, 400, 14, seed=11, start_date=date(2026, 3, 2), origin=date(2026, 1, 1))
+    drifted = simulate_transactions(config.with_drift(("amount-inflation", "terminal-burst", "card-testing")))
+    assert drifted["fraud_scenario"].eq(4).sum() > 0
+    features = compute_features(pl.concat([small_transactions, drifted]), spec)
+    result = validate_features(features, spec, profile)
+    assert result.success, [o.reason for o in result.failures]
+
+
 def test_reference_profile_json_round_trip_and_floor(world_features: pl.DataFrame) -> None:
     spec = FeatureSpec()
     profile = reference_profile(world_features, spec)

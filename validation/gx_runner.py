@@ -58,6 +58,27 @@ class SuiteResult:
         """The expectations that failed."""
         return [o for o in self.outcomes if not o.success]
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (failed row indices left out; rejected rows are quarantined with reasons)."""
+        return {
+            "suite": self.suite,
+            "success": self.success,
+            "evaluated": len(self.outcomes),
+            "failed": len(self.failures),
+            "outcomes": [
+                {
+                    "expectation": o.expectation,
+                    "column": o.column,
+                    "success": o.success,
+                    "reason": o.reason,
+                    "failed_rows": len(o.failed_rows),
+                    "observed": {k: v for k, v in o.observed.items() if isinstance(v, int | float | str | None)},
+                }
+                for o in self.outcomes
+            ],
+            "data_docs": [p.as_uri() for p in self.docs_pages],
+        }
+
 
 def _quiet_context(project_config: Any = None) -> Any:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
