@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -14,13 +14,19 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from features.engineering import FeatureSpec
-from model.metrics import alert_metrics, best_f1_threshold, ranking_metrics
+from model.metrics import CostModel, alert_budget_threshold, alert_metrics, best_f1_threshold, ranking_metrics
 from model.splits import TimeSplit
 
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """XGBoost recipe. Class imbalance is left to the ranking objective; the threshold handles alerts."""
+    """XGBoost recipe.
+
+    Class imbalance (about 0.8 % fraud) is handled deliberately: by default the frauds are not
+    re-weighted (``scale_pos_weight=1``), so scores stay calibrated probabilities and the
+    threshold, chosen on validation data by :class:`ThresholdPolicy`, decides how many alerts
+    are raised; a search may still try ``scale_pos_weight > 1``.
+    """
 
     max_depth: int = 6
     learning_rate: float = 0.1
@@ -29,6 +35,8 @@ class TrainingConfig:
     subsample: float = 0.8
     colsample_bytree: float = 0.8
     min_child_weight: float = 1.0
+    scale_pos_weight: float = 1.0
+    reg_lambda: float = 1.0
     n_threads: int = 2
     seed: int = 42
     # Log loss, not AUC-PR: with a few dozen validation frauds, AUC-PR peaks by chance in the first rounds.
@@ -45,9 +53,58 @@ class TrainingConfig:
             "subsample": self.subsample,
             "colsample_bytree": self.colsample_bytree,
             "min_child_weight": self.min_child_weight,
+            "scale_pos_weight": self.scale_pos_weight,
+            "lambda": self.reg_lambda,
             "nthread": self.n_threads,
             "seed": self.seed,
         }
+
+    def recipe(self) -> dict[str, Any]:
+        """The fields as a flat dict (logged as MLflow params with a ``recipe_`` prefix)."""
+        return asdict(self)
+
+    @classmethod
+    def from_recipe(cls, recipe: dict[str, Any]) -> TrainingConfig:
+        """Inverse of :meth:`recipe`; values may be strings (MLflow params), unknown keys are ignored."""
+        known = {f.name: f for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for key, raw in recipe.items():
+            if key in known:
+                kind = type(getattr(cls(), key))
+                values[key] = kind(raw) if kind is not bool else str(raw).lower() == "true"
+        return cls(**values)
+
+    def with_changes(self, **changes: Any) -> TrainingConfig:
+        """A copy with ``changes`` applied."""
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class ThresholdPolicy:
+    """How the shipped decision threshold is chosen on the validation window.
+
+    ``cost`` (default) minimises ``per_alert`` per alert plus ``missed_fraud_share`` of each missed
+    fraud's amount; ``budget`` alerts the top ``alert_budget`` share of transactions; ``f1``
+    maximises F1.
+    """
+
+    kind: Literal["cost", "budget", "f1"] = "cost"
+    alert_budget: float = 0.01
+    per_alert: float = 5.0
+    missed_fraud_share: float = 1.0
+
+    @property
+    def cost_model(self) -> CostModel:
+        """The cost model of this policy (used for the cost metric whatever the kind)."""
+        return CostModel(self.per_alert, self.missed_fraud_share)
+
+    def choose(self, y_true: np.ndarray, scores: np.ndarray, amounts: np.ndarray) -> float:
+        """The threshold on validation labels, scores and amounts."""
+        if self.kind == "budget":
+            return alert_budget_threshold(scores, self.alert_budget)
+        if self.kind == "f1":
+            return best_f1_threshold(y_true, scores)
+        return self.cost_model.best_threshold(y_true, scores, amounts)[0]
 
 
 @dataclass
@@ -64,6 +121,7 @@ class TrainingResult:
     best_iteration: int
     seconds: float
     baseline_metrics: dict[str, float] = field(default_factory=dict)
+    policy: ThresholdPolicy = field(default_factory=ThresholdPolicy)
 
     @property
     def feature_names(self) -> list[str]:
@@ -82,6 +140,8 @@ class TrainingResult:
             "rows": self.rows,
             "best_iteration": self.best_iteration,
             "params": self.config.xgb_params(),
+            "recipe": self.config.recipe(),
+            "threshold_policy": asdict(self.policy),
         }
 
 
@@ -101,28 +161,23 @@ def predict(booster: xgb.Booster, x: np.ndarray) -> np.ndarray:
 
 
 def evaluate_booster(
-    booster: xgb.Booster, frame: pl.DataFrame, spec: FeatureSpec, threshold: float
+    booster: xgb.Booster,
+    frame: pl.DataFrame,
+    spec: FeatureSpec,
+    threshold: float,
+    cost_model: CostModel | None = None,
 ) -> dict[str, float]:
-    """Ranking and alert metrics of ``booster`` on a labelled feature frame."""
+    """Ranking, alert and cost metrics of ``booster`` on a labelled feature frame."""
     y, p = labels(frame), predict(booster, matrix(frame, spec))
-    return {**ranking_metrics(y, p), **alert_metrics(y, p, threshold)}
+    cost = (cost_model or CostModel()).cost(y, p, frame["tx_amount"].to_numpy(), threshold)
+    return {**ranking_metrics(y, p), **alert_metrics(y, p, threshold), "cost": cost}
 
 
-def train_model(
-    features: pl.DataFrame, spec: FeatureSpec, split: TimeSplit, config: TrainingConfig | None = None
-) -> TrainingResult:
-    """Fit on train, early-stop and pick the threshold on valid, report on test."""
-    config = config or TrainingConfig()
-    started = time.perf_counter()
-    parts = {name: split.select(features, name) for name in ("train", "valid", "test")}
-    for name, part in parts.items():
-        if part.height == 0 or part["is_fraud"].sum() == 0:
-            raise ValueError(f"{name} window {split.to_dict()} has no labelled fraud; widen the data window")
-    x = {k: matrix(v, spec) for k, v in parts.items()}
-    y = {k: labels(v) for k, v in parts.items()}
-    dtrain = xgb.DMatrix(x["train"], label=y["train"], feature_names=spec.feature_names)
-    dvalid = xgb.DMatrix(x["valid"], label=y["valid"], feature_names=spec.feature_names)
-    booster = xgb.train(
+def fit_xgboost(train: pl.DataFrame, valid: pl.DataFrame, spec: FeatureSpec, config: TrainingConfig) -> xgb.Booster:
+    """Fit on labelled ``train`` rows, early-stopping on ``valid``; ``best_iteration`` marks the rounds used."""
+    dtrain = xgb.DMatrix(matrix(train, spec), label=labels(train), feature_names=spec.feature_names)
+    dvalid = xgb.DMatrix(matrix(valid, spec), label=labels(valid), feature_names=spec.feature_names)
+    return xgb.train(
         config.xgb_params(),
         dtrain,
         num_boost_round=config.n_estimators,
@@ -130,16 +185,42 @@ def train_model(
         early_stopping_rounds=config.early_stopping_rounds,
         verbose_eval=False,
     )
-    threshold = best_f1_threshold(y["valid"], predict(booster, x["valid"]))
+
+
+def fit_logistic(train: pl.DataFrame, spec: FeatureSpec) -> Any:
+    """The logistic-regression baseline: standardised features (scaler fitted on train only), no re-weighting."""
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    return model.fit(matrix(train, spec), labels(train))
+
+
+def train_model(
+    features: pl.DataFrame,
+    spec: FeatureSpec,
+    split: TimeSplit,
+    config: TrainingConfig | None = None,
+    policy: ThresholdPolicy | None = None,
+) -> TrainingResult:
+    """Fit on train, early-stop and pick the threshold (``policy``) on valid, report on test."""
+    config = config or TrainingConfig()
+    policy = policy or ThresholdPolicy()
+    started = time.perf_counter()
+    parts = {name: split.select(features, name) for name in ("train", "valid", "test")}
+    for name, part in parts.items():
+        if part.height == 0 or part["is_fraud"].sum() == 0:
+            raise ValueError(f"{name} window {split.to_dict()} has no labelled fraud; widen the data window")
+    booster = fit_xgboost(parts["train"], parts["valid"], spec, config)
+    valid = parts["valid"]
+    threshold = policy.choose(labels(valid), predict(booster, matrix(valid, spec)), valid["tx_amount"].to_numpy())
     metrics: dict[str, float] = {}
     for name in ("valid", "test"):
-        for key, value in evaluate_booster(booster, parts[name], spec, threshold).items():
+        for key, value in evaluate_booster(booster, parts[name], spec, threshold, policy.cost_model).items():
             metrics[f"{name}_{key}"] = value
 
-    baseline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
-    baseline.fit(x["train"], y["train"])
+    baseline = fit_logistic(parts["train"], spec)
+    test = parts["test"]
     baseline_metrics = {
-        f"test_{k}": v for k, v in ranking_metrics(y["test"], baseline.predict_proba(x["test"])[:, 1]).items()
+        f"test_{k}": v
+        for k, v in ranking_metrics(labels(test), baseline.predict_proba(matrix(test, spec))[:, 1]).items()
     }
     return TrainingResult(
         booster=booster,
@@ -152,4 +233,5 @@ def train_model(
         best_iteration=int(booster.best_iteration),
         seconds=time.perf_counter() - started,
         baseline_metrics=baseline_metrics,
+        policy=policy,
     )
