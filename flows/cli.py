@@ -154,18 +154,42 @@ def train(
             help="Gate on the champion's training-window bounds; --no-check-reference once a shift is confirmed real."
         ),
     ] = True,
+    from_champion: Annotated[
+        bool, typer.Option(help="Start from the champion's recipe (its MLflow run's parameters).")
+    ] = True,
+    search_budget: Annotated[
+        float, typer.Option(min=0, help="Seconds to search parameters around the recipe on validation (0: none).")
+    ] = 0.0,
+    threshold_policy: Annotated[
+        str, typer.Option(help="How the threshold is chosen on validation: cost, budget or f1.")
+    ] = "cost",
+    alert_budget: Annotated[
+        float, typer.Option(min=0.0001, max=1, help="Share of transactions alerted with --threshold-policy budget.")
+    ] = 0.01,
 ) -> None:
     """Train on the lake with a time split and the label delay; register the model as `challenger`.
 
-    The GX feature suite gates training: when it fails, nothing is registered and the exit code is 3.
+    By default all labelled history is used: labels are known up to the label delay before the
+    newest transaction. The GX feature suite gates training: when it fails, nothing is registered
+    and the exit code is 3.
     """
     _settings()
     from flows.pipeline import train_flow
     from validation.features import FeatureValidationError
 
+    if threshold_policy not in ("cost", "budget", "f1"):
+        raise typer.BadParameter("expected cost, budget or f1", param_hint="--threshold-policy")
     try:
         result = train_flow(
-            _date(start, "--start"), _date(end, "--end"), label_delay, seed=seed, check_reference=check_reference
+            _date(start, "--start"),
+            _date(end, "--end"),
+            label_delay,
+            seed=seed,
+            check_reference=check_reference,
+            from_champion=from_champion,
+            search_budget_s=search_budget,
+            threshold_policy=threshold_policy,
+            alert_budget=alert_budget,
         )
     except FeatureValidationError as exc:
         console.print(f"[red]training refused[/red]: {exc}")
@@ -176,14 +200,52 @@ def train(
 
 @app.command()
 def promote(
-    max_ap_drop: Annotated[float, typer.Option(help="Largest AP loss vs the champion still promoted.")] = 0.01,
+    mode: Annotated[
+        str, typer.Option(help="auto, or manual: wait for approval in the Prefect UI (needs a Prefect server).")
+    ] = "auto",
+    max_ap_drop: Annotated[float, typer.Option(min=0, help="Largest AP loss vs the champion still promoted.")] = 0.01,
+    min_ap_gain: Annotated[
+        float, typer.Option(min=0, help="If > 0: AP gain over the champion required to replace it.")
+    ] = 0.0,
+    min_ap: Annotated[float, typer.Option(min=0, max=1, help="Absolute AP floor for the challenger.")] = 0.3,
+    min_auc: Annotated[float, typer.Option(min=0, max=1, help="Absolute AUC floor for the challenger.")] = 0.8,
+    approval_timeout: Annotated[int, typer.Option(min=1, help="Seconds to wait for approval in manual mode.")] = 3600,
 ) -> None:
-    """Gate the challenger against the champion on the same labelled window; move `champion` if it passes."""
+    """Gate the challenger against the champion on the most recent labelled window; move `champion` if it passes."""
     _settings()
-    from flows.pipeline import promote_flow
+    from flows.promotion import promote_flow
 
-    decision = promote_flow(max_ap_drop)
-    console.print(("promoted: " if decision["promote"] else "kept champion: ") + "; ".join(decision["reasons"]))
+    if mode not in ("auto", "manual"):
+        raise typer.BadParameter("expected auto or manual", param_hint="--mode")
+    decision = promote_flow(
+        mode=mode,
+        max_ap_drop=max_ap_drop,
+        min_ap_gain=min_ap_gain,
+        min_ap=min_ap,
+        min_auc=min_auc,
+        approval_timeout_s=approval_timeout,
+    )
+    console.print(("promoted: " if decision["promote"] else "not promoted: ") + "; ".join(decision["reasons"]))
+
+
+@app.command()
+def rollback(
+    build: Annotated[bool, typer.Option(help="Rebuild (or reuse) the Bento of the restored champion.")] = True,
+) -> None:
+    """Move `champion` back to the version it replaced."""
+    _settings()
+    from flows.pipeline import package_flow
+    from flows.promotion import rollback_flow
+
+    try:
+        moved = rollback_flow()
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"champion: v{moved['from_version']} -> v{moved['to_version']}")
+    if build:
+        out = package_flow()
+        console.print(f"bento {out['bento_tag']}: serve it with `fraudops serve --bento {out['bento_tag']}`")
 
 
 @app.command()

@@ -18,7 +18,8 @@ from features.lake import Lake, write_parquet_atomic
 from features.online import OnlineFeatureState
 from features.simulator import SimulatorConfig, simulate_transactions
 from features.sources import SourceFormat, read_table, to_canonical_frame
-from flows.settings import Settings
+from flows.promotion import promote_flow, rollback_flow
+from flows.settings import Settings, current_settings
 from model.splits import TimeSplit
 from validation.docs import build_data_docs, data_docs_markdown, recording_data_docs
 from validation.features import FeatureValidationError, ReferenceProfile, reference_profile, validate_features
@@ -41,10 +42,20 @@ class IngestSummary:
     quarantine: str | None
 
 
+__all__ = [
+    "ingest_flow",
+    "package_flow",
+    "pipeline_flow",
+    "promote_flow",
+    "rollback_flow",
+    "simulate_flow",
+    "train_and_promote_flow",
+    "train_flow",
+]
+
+
 def _settings() -> Settings:
-    settings = Settings()
-    settings.apply_environment()
-    return settings
+    return current_settings()
 
 
 @task(cache_policy=NO_CACHE)
@@ -154,17 +165,25 @@ def feature_gate_task(
     return result
 
 
-def champion_reference(model_name: str) -> tuple[str, ReferenceProfile] | None:
-    """The champion's version and the reference profile of its training window (None without either)."""
-    from model.registry import CHAMPION, alias_version, load_model_card
+@dataclass(frozen=True)
+class ChampionBasis:
+    """What a new training takes from the current champion: its reference profile and its recipe."""
+
+    version: str
+    reference: ReferenceProfile | None
+    recipe: Any  # model.training.TrainingConfig | None (imported lazily)
+
+
+def champion_basis(model_name: str) -> ChampionBasis | None:
+    """The champion's reference profile (from its card) and recipe (from its MLflow run); None without one."""
+    from model.registry import CHAMPION, alias_version, load_model_card, load_recipe
 
     champion = alias_version(model_name, CHAMPION)
     if champion is None:
         return None
     card = load_model_card(champion)
-    if "reference" not in card:  # cards written before the reference profile existed
-        return None
-    return champion.version, ReferenceProfile.from_dict(card["reference"])
+    reference = ReferenceProfile.from_dict(card["reference"]) if "reference" in card else None
+    return ChampionBasis(champion.version, reference, load_recipe(champion))
 
 
 @flow(name="train", log_prints=True)
@@ -176,17 +195,27 @@ def train_flow(
     test_days: int = 7,
     seed: int = 42,
     check_reference: bool = True,
+    from_champion: bool = True,
+    search_budget_s: float = 0.0,
+    threshold_policy: str = "cost",
+    alert_budget: float = 0.01,
 ) -> dict[str, Any]:
     """Features from the lake window, GX feature gate, XGBoost on a time split, MLflow run, `challenger`.
 
-    The gate checks nulls and ranges and, with ``check_reference`` and a champion, that the
+    Labels are known up to ``delay`` days before the newest transaction in the lake, so the split
+    (train | gap | valid | gap | test, gaps = the delay) ends there; ``start``/``end`` narrow the
+    window. The gate checks nulls and ranges and, with ``check_reference`` and a champion, that the
     features (after their warm-up) sit within the bounds of the champion's training window: a
     broken upstream (amounts in cents, a stuck terminal feed) stops training with the failing
     expectations named, and nothing is registered. Set ``check_reference=False`` only after
     confirming that the shift is real. The new model's own reference profile is saved in its card.
+
+    With ``from_champion`` the recipe (XGBoost parameters) starts from the champion's MLflow run;
+    ``search_budget_s > 0`` searches around it on the validation window within that many seconds.
+    The threshold is chosen on the validation window by ``threshold_policy`` (cost, budget, f1).
     """
     from model.registry import configure_mlflow, log_training_run
-    from model.training import TrainingConfig, train_model
+    from model.training import ThresholdPolicy, TrainingConfig, train_model
 
     settings = _settings()
     lake = Lake(settings.home_dir)
@@ -196,17 +225,33 @@ def train_flow(
     configure_mlflow(settings.tracking_uri, settings.experiment, settings.artifact_root)
     spec = FeatureSpec(label_delay_days=settings.label_delay_days if label_delay_days is None else label_delay_days)
     features = build_features_task(transactions, spec)
-    champion = champion_reference(settings.registered_model) if check_reference else None
-    if champion is not None:
-        print(f"feature gate: reference bounds of champion v{champion[0]}'s training window")
-    gate = feature_gate_task(features, spec, champion[1] if champion else None, settings.data_docs_dir)
+    basis = champion_basis(settings.registered_model) if check_reference or from_champion else None
+    reference = basis.reference if basis and check_reference else None
+    if reference is not None:
+        print(f"feature gate: reference bounds of champion v{basis.version}'s training window")  # type: ignore[union-attr]
+    gate = feature_gate_task(features, spec, reference, settings.data_docs_dir)
+
     days = features["tx_datetime"].dt.date()
-    split = TimeSplit.ending_at(days.max(), days.min(), spec.label_delay_days, valid_days, test_days)  # type: ignore[arg-type]
-    result = task(train_model, cache_policy=NO_CACHE)(features, spec, split, TrainingConfig(seed=seed))
+    newest = lake.newest_day()
+    labelled_until = min(days.max(), newest - timedelta(days=spec.label_delay_days))  # type: ignore[operator,type-var]
+    split = TimeSplit.ending_at(labelled_until, days.min(), spec.label_delay_days, valid_days, test_days)  # type: ignore[arg-type]
+    config = TrainingConfig(seed=seed)
+    recipe_source = "default recipe"
+    if from_champion and basis is not None and basis.recipe is not None:
+        config, recipe_source = basis.recipe.with_changes(seed=seed), f"champion v{basis.version}'s recipe"
+    tags = {"fraudops.recipe_source": recipe_source}
+    if search_budget_s > 0:
+        found = search_task(features, spec, split, config, search_budget_s, seed)
+        config = found.best
+        tags |= {"fraudops.search_trials": str(len(found.trials)), "fraudops.search_budget_s": str(search_budget_s)}
+        recipe_source += f", searched ({len(found.trials)} trials in {search_budget_s:g} s)"
+    print(f"training from the {recipe_source}")
+    policy = ThresholdPolicy(kind=threshold_policy, alert_budget=alert_budget)  # type: ignore[arg-type]
+    result = task(train_model, cache_policy=NO_CACHE)(features, spec, split, config, policy)
     # Profile the training rows; the warm-up is counted from the first transaction read, as the features were.
     try:
-        reference = reference_profile(split.select(features, "train"), spec, features["tx_datetime"].min())
-        card_extra = {"reference": reference.to_dict()}
+        profile = reference_profile(split.select(features, "train"), spec, features["tx_datetime"].min())
+        card_extra = {"reference": profile.to_dict()}
     except ValueError as error:  # a training window shorter than the feature warm-up
         get_run_logger().warning("no reference profile saved (%s): the next training runs without its bounds", error)
         card_extra = {}
@@ -215,6 +260,7 @@ def train_flow(
         result,
         settings.registered_model,
         lineage,
+        extra_tags=tags,
         lake_uri=lake.transactions_dir.as_uri(),
         card_extra=card_extra,
         validation={"feature_gate": gate.to_dict()},
@@ -232,77 +278,19 @@ def train_flow(
         "rows": result.rows,
         "split": split.to_dict(),
         "threshold": result.threshold,
+        "recipe": result.config.recipe(),
+        "recipe_source": recipe_source,
     }
 
 
-@flow(name="promote", log_prints=True)
-def promote_flow(max_ap_drop: float = 0.01) -> dict[str, Any]:
-    """Gate the challenger against the champion on the challenger's test window; move `champion` if it wins."""
-    from model.promotion import decide_promotion
-    from model.registry import (
-        CHALLENGER,
-        CHAMPION,
-        RegisteredModel,
-        alias_version,
-        configure_mlflow,
-        load_booster,
-        load_model_card,
-        set_alias,
-        tag_version,
-    )
-    from model.training import evaluate_booster
+@task(cache_policy=NO_CACHE)
+def search_task(
+    features: pl.DataFrame, spec: FeatureSpec, split: TimeSplit, base: Any, budget_s: float, seed: int
+) -> Any:
+    """Search XGBoost parameters around ``base`` on the split's validation window, within ``budget_s``."""
+    from model.search import search
 
-    settings = _settings()
-    configure_mlflow(settings.tracking_uri, settings.experiment, settings.artifact_root)
-    challenger = alias_version(settings.registered_model, CHALLENGER)
-    if challenger is None:
-        raise ValueError(f"no '{CHALLENGER}' alias on {settings.registered_model}: run train first")
-    champion = alias_version(settings.registered_model, CHAMPION)
-    if champion is not None and champion.version == challenger.version:
-        print(f"v{challenger.version} is already the champion: nothing to promote")
-        return {
-            "promote": False,
-            "challenger_version": challenger.version,
-            "champion_version": champion.version,
-            "reasons": ("the challenger already is the champion",),
-        }
-    card = load_model_card(challenger)
-    champion_card = load_model_card(champion) if champion is not None else None
-    split = TimeSplit(**{k: date.fromisoformat(v) for k, v in card["split"].items()})
-    history = max(FeatureSpec.from_dict(c["feature_spec"]).history_days for c in (card, champion_card) if c)
-    transactions = Lake(settings.home_dir).read(
-        date.fromordinal(split.test_start.toordinal() - history), split.test_end
-    )
-    test_windows: dict[FeatureSpec, pl.DataFrame] = {}
-
-    def test_ap(model: RegisteredModel, model_card: dict[str, Any]) -> float:
-        """AP of ``model`` on the challenger's test window, with the model's own feature spec."""
-        spec = FeatureSpec.from_dict(model_card["feature_spec"])
-        if spec not in test_windows:
-            test_windows[spec] = split.select(compute_features(transactions, spec), "test")
-        return evaluate_booster(load_booster(model), test_windows[spec], spec, model_card["threshold"])["ap"]
-
-    challenger_ap = test_ap(challenger, card)
-    champion_ap = test_ap(champion, champion_card) if champion is not None and champion_card else None
-    decision = decide_promotion(
-        challenger.version,
-        challenger_ap,
-        champion.version if champion else None,
-        champion_ap,
-        max_ap_drop,
-    )
-    if decision.promote:
-        set_alias(challenger, CHAMPION)
-    tag_version(
-        challenger,
-        {
-            "promotion": "promoted" if decision.promote else "rejected",
-            "promotion_reasons": " | ".join(decision.reasons),
-        },
-    )
-    create_markdown_artifact(key="promotion-decision", markdown=decision.markdown())
-    print(decision.markdown())
-    return decision.to_dict()
+    return search(split.select(features, "train"), split.select(features, "valid"), spec, base, budget_s, seed)
 
 
 @flow(name="package", log_prints=True)
@@ -345,9 +333,19 @@ def pipeline_flow(
 
 
 @flow(name="train-and-promote", log_prints=True)
-def train_and_promote_flow(seed: int = 42, max_ap_drop: float = 0.01) -> dict[str, Any]:
-    """Scheduled retrain: train on all labelled lake history, gate it, and package it when it is promoted."""
-    training = train_flow(seed=seed)
-    promotion = promote_flow(max_ap_drop)
+def train_and_promote_flow(
+    seed: int = 42,
+    search_budget_s: float = 120.0,
+    mode: str = "auto",
+    max_ap_drop: float = 0.01,
+    min_ap_gain: float = 0.0,
+) -> dict[str, Any]:
+    """Scheduled retrain: train, gate against the champion, package when promoted.
+
+    Training starts from the champion's recipe on all labelled lake history and searches around it
+    for ``search_budget_s`` seconds.
+    """
+    training = train_flow(seed=seed, search_budget_s=search_budget_s)
+    promotion = promote_flow(mode=mode, max_ap_drop=max_ap_drop, min_ap_gain=min_ap_gain)
     package = package_flow() if promotion["promote"] else None
     return {"train": training, "promote": promotion, "package": package}

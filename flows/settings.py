@@ -72,3 +72,10 @@ class Settings(BaseSettings):
         os.environ.setdefault("BENTOML_HOME", str(self.home_dir / "bentoml"))
         os.environ.setdefault("PREFECT_HOME", str(self.home_dir / "prefect"))
         os.environ.setdefault("MLFLOW_TRACKING_URI", self.tracking_uri)
+
+
+def current_settings() -> Settings:
+    """Settings from the environment, exported (see :meth:`Settings.apply_environment`)."""
+    settings = Settings()
+    settings.apply_environment()
+    return settings

@@ -9,14 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import xgboost as xgb
 
-from model.training import TrainingResult
+from model.training import TrainingConfig, TrainingResult
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 MODEL_CARD = "model_card.json"
+RECIPE_PREFIX = "recipe_"
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,7 @@ def log_training_run(
     with mlflow.start_run(run_name=f"train-{result.split.train_end}") as run:
         mlflow.set_tags({"fraudops.stage": "train", **(extra_tags or {})})
         mlflow.log_params({k: v for k, v in card["params"].items()})
+        mlflow.log_params({f"{RECIPE_PREFIX}{k}": v for k, v in card["recipe"].items()})
         mlflow.log_params({f"split_{k}": v for k, v in card["split"].items()})
         mlflow.log_params({"label_delay_days": result.spec.label_delay_days, "threshold": round(result.threshold, 6)})
         mlflow.log_metrics({**result.metrics, **{f"baseline_{k}": v for k, v in result.baseline_metrics.items()}})
@@ -84,12 +85,14 @@ def log_training_run(
             mlflow.log_metric(f"{name}_success", float(suite["success"]))
         if lake_uri:
             log_dataset_input(lake_uri, lineage, f"lake-{card['split']['train_start']}..{card['split']['test_end']}")
-        example = pd.DataFrame(np.zeros((1, len(result.feature_names))), columns=result.feature_names)
-        signature = infer_signature(example, np.zeros(1))
+        log_figures(result)
+        example = pd.DataFrame(result.example_rows, columns=result.feature_names)
+        signature = infer_signature(example, result.booster.inplace_predict(example.to_numpy()))
         info = mlflow.xgboost.log_model(
             result.booster,
             name="model",
             signature=signature,
+            input_example=example,
             registered_model_name=model_name,
             model_format="ubj",
             # Explicit requirements: MLflow's inference costs ~6 s per run and guesses wrong in a uv venv.
@@ -98,8 +101,37 @@ def log_training_run(
     version = str(info.registered_model_version)
     client = mlflow.MlflowClient()
     client.set_registered_model_alias(model_name, CHALLENGER, version)
-    client.set_model_version_tag(model_name, version, "threshold", f"{result.threshold:.6f}")
-    return RegisteredModel(model_name, version, run.info.run_id)
+    registered = RegisteredModel(model_name, version, run.info.run_id)
+    split = card["split"]
+    tag_version(
+        registered,
+        {
+            "threshold": f"{result.threshold:.6f}",
+            "threshold_policy": result.policy.kind,
+            "data_window": f"{split['train_start']}..{split['test_end']}",
+            "train_window": f"{split['train_start']}..{split['train_end']}",
+            "test_window": f"{split['test_start']}..{split['test_end']}",
+            "label_delay_days": str(result.spec.label_delay_days),
+            "feature_set": result.spec.feature_set,
+            **{k: f"{v:.6g}" for k, v in result.metrics.items() if k.startswith("test_")},
+            **{f"baseline_{k}": f"{v:.6g}" for k, v in result.baseline_metrics.items()},
+        },
+    )
+    return registered
+
+
+def log_figures(result: TrainingResult) -> None:
+    """PR curve, score distribution per class (test window) and feature importance, as run artifacts."""
+    import mlflow
+
+    from model import plots
+
+    figures = {"plots/pr_curve.png": plots.pr_curve(result.curves, result.threshold)}
+    if "test" in result.curves:
+        figures["plots/score_distribution.png"] = plots.score_distribution(*result.curves["test"], result.threshold)
+    figures["plots/feature_importance.png"] = plots.feature_importance(result.booster)
+    for path, figure in figures.items():
+        mlflow.log_figure(figure, path)
 
 
 def log_dataset_input(lake_uri: str, lineage: list[dict[str, str]], name: str) -> None:
@@ -151,6 +183,15 @@ def load_booster(model: RegisteredModel) -> xgb.Booster:
     import mlflow
 
     return mlflow.xgboost.load_model(model.uri)
+
+
+def load_recipe(model: RegisteredModel) -> TrainingConfig | None:
+    """The training recipe logged as ``recipe_*`` params of the version's run (None for older runs)."""
+    import mlflow
+
+    params = mlflow.MlflowClient().get_run(model.run_id).data.params
+    recipe = {k.removeprefix(RECIPE_PREFIX): v for k, v in params.items() if k.startswith(RECIPE_PREFIX)}
+    return TrainingConfig.from_recipe(recipe) if recipe else None
 
 
 def load_model_card(model: RegisteredModel) -> dict[str, Any]:

@@ -122,6 +122,10 @@ class TrainingResult:
     seconds: float
     baseline_metrics: dict[str, float] = field(default_factory=dict)
     policy: ThresholdPolicy = field(default_factory=ThresholdPolicy)
+    # Labels and XGBoost scores per evaluation window, for the plots logged with the run.
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    # A few real feature rows (test window), logged as the model's input example.
+    example_rows: np.ndarray = field(default_factory=lambda: np.zeros((1, 0)))
 
     @property
     def feature_names(self) -> list[str]:
@@ -209,8 +213,8 @@ def train_model(
         if part.height == 0 or part["is_fraud"].sum() == 0:
             raise ValueError(f"{name} window {split.to_dict()} has no labelled fraud; widen the data window")
     booster = fit_xgboost(parts["train"], parts["valid"], spec, config)
-    valid = parts["valid"]
-    threshold = policy.choose(labels(valid), predict(booster, matrix(valid, spec)), valid["tx_amount"].to_numpy())
+    curves = {k: (labels(parts[k]), predict(booster, matrix(parts[k], spec))) for k in ("valid", "test")}
+    threshold = policy.choose(*curves["valid"], parts["valid"]["tx_amount"].to_numpy())
     metrics: dict[str, float] = {}
     for name in ("valid", "test"):
         for key, value in evaluate_booster(booster, parts[name], spec, threshold, policy.cost_model).items():
@@ -234,4 +238,6 @@ def train_model(
         seconds=time.perf_counter() - started,
         baseline_metrics=baseline_metrics,
         policy=policy,
+        curves=curves,
+        example_rows=matrix(parts["test"].head(3), spec),
     )

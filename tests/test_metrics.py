@@ -46,9 +46,7 @@ def test_recall_at_budget_and_its_threshold() -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(
-    st.lists(
-        st.tuples(st.booleans(), st.integers(0, 20), st.floats(0, 500, allow_nan=False)), min_size=1, max_size=40
-    ),
+    st.lists(st.tuples(st.booleans(), st.integers(0, 20), st.floats(0, 500, allow_nan=False)), min_size=1, max_size=40),
     st.floats(0.1, 50),
     st.floats(0.0, 2.0),
 )

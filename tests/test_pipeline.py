@@ -28,8 +28,21 @@ def test_pipeline_registers_a_champion_that_loads_and_scores(pipeline_result: di
     assert scores.shape == (3,) and ((scores >= 0) & (scores <= 1)).all()
     run = client.get_run(champion.run_id)
     assert run.data.metrics["test_auc"] > 0.8
-    assert "baseline_test_ap" in run.data.metrics
+    assert "baseline_test_ap" in run.data.metrics and "test_cost" in run.data.metrics
     assert int(run.data.params["label_delay_days"]) == 7
+    assert run.data.params["recipe_max_depth"] == "6" and run.data.tags["fraudops.recipe_source"] == "default recipe"
+    logged = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert logged == {f"plots/{n}.png" for n in ("pr_curve", "score_distribution", "feature_importance")}
+    # The version's tags carry the metrics, the data window and the threshold.
+    tags = champion.tags
+    split = pipeline_result["train"]["split"]
+    assert tags["data_window"] == f"{split['train_start']}..{split['test_end']}"
+    assert float(tags["threshold"]) == pytest.approx(pipeline_result["train"]["threshold"], abs=1e-6)
+    assert float(tags["test_ap"]) == pytest.approx(run.data.metrics["test_ap"], rel=1e-5)
+    # The model carries a signature and a real input example.
+    info = mlflow.models.get_model_info(f"models:/{settings.registered_model}@champion")
+    assert info.signature is not None and len(info.signature.inputs.input_names()) == len(FeatureSpec().feature_names)
+    assert info.saved_input_example_info is not None
 
 
 def test_training_run_names_the_lake_partitions_it_used(pipeline_result: dict[str, Any], home: Path) -> None:
@@ -50,7 +63,8 @@ def test_training_run_names_the_lake_partitions_it_used(pipeline_result: dict[st
     assert dataset_input.dataset.digest == digest[:32]
     assert json.loads(dataset_input.dataset.source)["uri"].endswith("lake/transactions")
     logged = json.loads(Path(client.download_artifacts(run.info.run_id, "lineage.json")).read_text())
-    assert logged["partitions"] == lineage and len(lineage) == 90
+    # 90 days landed; labels are known up to the 7-day delay before the newest day: 83 partitions.
+    assert logged["partitions"] == lineage and len(lineage) == 90 - 7
 
 
 def test_pipeline_accounts_for_every_row_and_builds_the_bento(pipeline_result: dict[str, Any]) -> None:
@@ -80,6 +94,8 @@ def test_rerun_train_and_promote_makes_a_new_version_and_moves_champion(pipeline
 
     trained = train_flow(seed=7)
     assert int(trained["version"]) == int(pipeline_result["train"]["version"]) + 1
+    assert trained["recipe_source"] == f"champion v{pipeline_result['train']['version']}'s recipe"
+    assert trained["recipe"] == pipeline_result["train"]["recipe"]
     decision = promote_flow()
     # Same data and seed: the same quality, so the newer model is promoted (within tolerance).
     assert decision["promote"] and decision["champion_version"] == pipeline_result["train"]["version"]

@@ -1,0 +1,190 @@
+"""Promotion and rollback flows: the `champion` alias moves only to a version that passed the gate.
+
+Crash safety: moving an alias is one registry call, so at any point `champion` names either the
+old champion or the new one, both of which passed. The new champion is tagged with the version it
+replaced (``previous_champion``) *before* the alias moves, so a rollback always knows where to go.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.flow_runs import pause_flow_run
+from prefect.input import RunInput
+from pydantic import Field
+
+from features.engineering import FeatureSpec, compute_features
+from features.lake import Lake
+from flows.settings import current_settings
+from model.promotion import ModelScore, PromotionDecision, PromotionPolicy, decide_promotion
+from model.splits import TimeSplit
+
+if TYPE_CHECKING:
+    from model.registry import RegisteredModel
+
+PREVIOUS_CHAMPION = "previous_champion"
+
+
+class PromotionApproval(RunInput):
+    """The form a reviewer fills in the Prefect UI to resume a paused promotion."""
+
+    approve: bool = Field(description="Promote the challenger to champion?")
+    reviewer: str = Field("", description="Who decided.")
+    note: str = Field("", description="Why (recorded with the decision).")
+
+
+def promotion_window(lake: Lake, split: dict[str, str], delay_days: int, days: int = 7) -> tuple[date, date]:
+    """The most recent labelled ``days`` as of the lake's newest day (labels lag by ``delay_days``).
+
+    When that window overlaps what the challenger trained or chose its threshold on, its own test
+    window is used instead: no model is judged on data it has seen.
+    """
+    newest = lake.newest_day()
+    if newest is None:
+        raise ValueError(f"the lake at {lake.transactions_dir} is empty")
+    end = newest - timedelta(days=delay_days)
+    start = end - timedelta(days=days - 1)
+    if start <= date.fromisoformat(split["valid_end"]):
+        return date.fromisoformat(split["test_start"]), date.fromisoformat(split["test_end"])
+    return start, end
+
+
+@flow(name="promote", log_prints=True)
+def promote_flow(
+    mode: str = "auto",
+    max_ap_drop: float = 0.01,
+    min_ap_gain: float = 0.0,
+    min_ap: float = 0.3,
+    min_auc: float = 0.8,
+    approval_timeout_s: int = 3600,
+    approval_poll_s: int = 10,
+) -> dict[str, Any]:
+    """Gate the `challenger` against the `champion` on the most recent labelled window; move `champion` if it wins.
+
+    Both versions are scored by the same code on the same rows, each with its own feature spec and
+    shipped threshold. ``mode="manual"`` pauses a challenger that passed until a reviewer answers
+    the `PromotionApproval` form in the Prefect UI; no answer within ``approval_timeout_s`` rejects.
+    The decision is a `promotion-decision` markdown artifact and tags on the challenger version.
+    """
+    from model.registry import CHALLENGER, CHAMPION, alias_version, configure_mlflow, set_alias, tag_version
+
+    policy = PromotionPolicy(mode, min_ap, min_auc, max_ap_drop, min_ap_gain, approval_timeout_s)  # type: ignore[arg-type]
+    settings = current_settings()
+    configure_mlflow(settings.tracking_uri, settings.experiment, settings.artifact_root)
+    challenger = alias_version(settings.registered_model, CHALLENGER)
+    if challenger is None:
+        raise ValueError(f"no '{CHALLENGER}' alias on {settings.registered_model}: run train first")
+    champion = alias_version(settings.registered_model, CHAMPION)
+    if champion is not None and champion.version == challenger.version:
+        reason = f"the challenger already is the champion (v{champion.version}): nothing to promote"
+        print(reason)
+        return {
+            "promote": False,
+            "mode": policy.mode,
+            "challenger_version": challenger.version,
+            "champion_version": champion.version,
+            "reasons": [reason],
+        }
+    decision = measure_and_decide(settings.home_dir, challenger, champion, policy)
+    if decision.promote and policy.mode == "manual":
+        decision = ask_for_approval(decision, policy, approval_poll_s)
+    if decision.promote:
+        if champion is not None:
+            tag_version(challenger, {PREVIOUS_CHAMPION: champion.version})
+        set_alias(challenger, CHAMPION)
+    tag_version(
+        challenger,
+        {
+            "promotion": "promoted" if decision.promote else "rejected",
+            "promotion_mode": decision.mode,
+            "promotion_window": "..".join(d.isoformat() for d in decision.window) if decision.window else "",
+            "promotion_reasons": " | ".join(decision.reasons),
+        },
+    )
+    create_markdown_artifact(key="promotion-decision", markdown=decision.markdown())
+    print(decision.markdown())
+    return decision.to_dict()
+
+
+def measure_and_decide(
+    home: Path, challenger: RegisteredModel, champion: RegisteredModel | None, policy: PromotionPolicy
+) -> PromotionDecision:
+    """Score both versions on the promotion window and apply the policy."""
+    from model.registry import load_booster, load_model_card
+    from model.training import evaluate_booster
+
+    card = load_model_card(challenger)
+    champion_card = load_model_card(champion) if champion is not None else None
+    spec = FeatureSpec.from_dict(card["feature_spec"])
+    lake = Lake(home)
+    window = promotion_window(lake, card["split"], spec.label_delay_days)
+    history = max(FeatureSpec.from_dict(c["feature_spec"]).history_days for c in (card, champion_card) if c)
+    transactions = lake.read(window[0] - timedelta(days=history), window[1])
+    split = TimeSplit(window[0], window[1], window[0], window[1], *window)
+    frames: dict[FeatureSpec, pl.DataFrame] = {}
+
+    def score(model: RegisteredModel, model_card: dict[str, Any]) -> ModelScore:
+        model_spec = FeatureSpec.from_dict(model_card["feature_spec"])
+        if model_spec not in frames:
+            frames[model_spec] = split.select(compute_features(transactions, model_spec), "test")
+        metrics = evaluate_booster(load_booster(model), frames[model_spec], model_spec, model_card["threshold"])
+        return ModelScore.from_metrics(model.version, metrics)
+
+    mine = score(challenger, card)
+    theirs = score(champion, champion_card) if champion is not None and champion_card else None
+    return decide_promotion(mine, theirs, policy, window)
+
+
+def ask_for_approval(decision: PromotionDecision, policy: PromotionPolicy, poll_s: int) -> PromotionDecision:
+    """Publish the comparison, pause the flow run for a `PromotionApproval`, and apply the answer."""
+    from prefect.exceptions import FlowPauseTimeout
+
+    create_markdown_artifact(
+        key="promotion-review",
+        markdown=decision.markdown()
+        + f"\nThe gate passed. Approve or reject in the Prefect UI (Resume) within {policy.approval_timeout_s} s.\n",
+    )
+    try:
+        answer = pause_flow_run(
+            wait_for_input=PromotionApproval, timeout=policy.approval_timeout_s, poll_interval=poll_s
+        )
+    except FlowPauseTimeout:
+        return decision.with_review(False, f"no approval within {policy.approval_timeout_s} s: rejected")
+    who = answer.reviewer or "a reviewer"
+    note = f" ({answer.note})" if answer.note else ""
+    verdict = "approved" if answer.approve else "rejected"
+    get_run_logger().info("promotion %s by %s%s", verdict, who, note)
+    return decision.with_review(answer.approve, f"{verdict} by {who}{note}")
+
+
+@flow(name="rollback", log_prints=True)
+def rollback_flow() -> dict[str, Any]:
+    """Move `champion` back to the version it replaced (the `previous_champion` tag of the current one)."""
+    import mlflow
+
+    from model.registry import CHAMPION, RegisteredModel, alias_version, configure_mlflow, set_alias, tag_version
+
+    settings = current_settings()
+    configure_mlflow(settings.tracking_uri, settings.experiment, settings.artifact_root)
+    current = alias_version(settings.registered_model, CHAMPION)
+    if current is None:
+        raise ValueError(f"no '{CHAMPION}' alias on {settings.registered_model}: nothing to roll back")
+    client = mlflow.MlflowClient()
+    tags = client.get_model_version(settings.registered_model, current.version).tags
+    previous = tags.get(PREVIOUS_CHAMPION)
+    if not previous:
+        raise ValueError(f"champion v{current.version} replaced no earlier champion: nothing to roll back to")
+    target = RegisteredModel(
+        settings.registered_model, previous, client.get_model_version(settings.registered_model, previous).run_id
+    )
+    set_alias(target, CHAMPION)
+    tag_version(current, {"promotion": "rolled back", "rolled_back_to": previous})
+    message = f"## Rollback\n\n`champion` moved from v{current.version} back to v{previous}.\n"
+    create_markdown_artifact(key="promotion-decision", markdown=message)
+    print(message)
+    return {"from_version": current.version, "to_version": previous}
