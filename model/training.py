@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 import xgboost as xgb
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import precision_recall_curve
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -146,6 +147,19 @@ class TrainingResult:
             "params": self.config.xgb_params(),
             "recipe": self.config.recipe(),
             "threshold_policy": asdict(self.policy),
+            "pr_curve": self.pr_curve_points(),
+        }
+
+    def pr_curve_points(self, window: str = "test", points: int = 200) -> dict[str, list[float]]:
+        """The window's precision-recall curve, thinned to at most ``points`` points (for the UI)."""
+        if window not in self.curves or self.curves[window][0].sum() == 0:
+            return {"precision": [], "recall": [], "threshold": []}
+        precision, recall, thresholds = precision_recall_curve(*self.curves[window])
+        keep = np.unique(np.linspace(0, thresholds.size - 1, min(points, thresholds.size)).round().astype(int))
+        return {
+            "precision": [round(float(v), 5) for v in precision[keep]],
+            "recall": [round(float(v), 5) for v in recall[keep]],
+            "threshold": [round(float(v), 6) for v in thresholds[keep]],
         }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import threading
 from typing import Any, Literal
 
@@ -14,6 +16,14 @@ from features.online import FeatureStore, OnlineFeatureState, to_epoch_us
 from model.bundle import Bundle
 
 MAX_BATCH_ROWS = 10_000
+MAX_FEEDBACK_LABELS = 10_000
+#: Salt of the customer-id hash in logs and monitoring (set it per deployment to stop dictionary attacks).
+ID_HASH_SALT = os.environ.get("FRAUDOPS_ID_HASH_SALT", "fraudops")
+
+
+def hash_id(value: str) -> str:
+    """A stable pseudonym for a customer (or card) id in logs and monitoring: salted SHA-256, 16 hex chars."""
+    return hashlib.sha256(f"{ID_HASH_SALT}:{value}".encode()).hexdigest()[:16]
 
 
 class Reason(BaseModel):
@@ -41,6 +51,23 @@ class RowError(BaseModel):
     index: int
     transaction_id: str | None
     reason: str
+
+
+class FeedbackItem(BaseModel):
+    """A label for an earlier transaction."""
+
+    transaction_id: str = Field(min_length=1, max_length=128)
+    is_fraud: Literal[0, 1]
+
+
+class FeedbackResponse(BaseModel):
+    """``received == applied + unknown``; every label is stored for retraining either way."""
+
+    received: int
+    applied: int
+    unknown: int
+    stored: int
+    unknown_ids: list[str]
 
 
 class BatchResponse(BaseModel):
@@ -129,11 +156,26 @@ class Scorer:
         """Score one transaction and add it to the online state."""
         return self.score_rows([tx], self.features(tx)[None, :])[0]
 
-    def score_batch(self, records: list[Any]) -> BatchResponse:
-        """Validate each record; score the valid ones in order, report the others by index."""
+    def score_batch(self, records: list[Any], unreadable: dict[int, str] | None = None) -> BatchResponse:
+        """Validate each record; score the valid ones in order, report the others by index.
+
+        ``unreadable`` maps indices of rows already known bad (e.g. a CSV line with the wrong number of
+        fields) to their reason.
+        """
+        return self.score_batch_with_inputs(records, unreadable)[0]
+
+    def score_batch_with_inputs(
+        self, records: list[Any], unreadable: dict[int, str] | None = None
+    ) -> tuple[BatchResponse, list[TransactionIn]]:
+        """:meth:`score_batch`, also returning the validated transactions (aligned with the results)."""
         valid: list[TransactionIn] = []
         errors: list[RowError] = []
+        unreadable = unreadable or {}
         for index, record in enumerate(records):
+            if index in unreadable:
+                tid = record.get("transaction_id") if isinstance(record, dict) else None
+                errors.append(RowError(index=index, transaction_id=tid, reason=unreadable[index]))
+                continue
             try:
                 valid.append(_TX.validate_python(record))
             except ValidationError as exc:
@@ -149,9 +191,32 @@ class Scorer:
         if valid:
             rows = np.vstack([self.features(tx) for tx in valid])
             results = self.score_rows(valid, rows)
-        return BatchResponse(
+        response = BatchResponse(
             received=len(records), scored=len(results), rejected=len(errors), results=results, errors=errors
         )
+        return response, valid
+
+    def apply_labels(self, labels: list[FeedbackItem]) -> list[bool]:
+        """Late labels into the online state (terminal risk features); whether each transaction was known."""
+        with self._lock:
+            return [self.state.add_label(item.transaction_id, item.is_fraud) for item in labels]
+
+    def summary(self) -> dict[str, Any]:
+        """What ``GET /model`` answers: version, metrics, data window, threshold, features."""
+        card = self.bundle.card
+        return {
+            "model_version": self.version,
+            "mlflow_run_id": card.get("run_id"),
+            "threshold": self.threshold,
+            "threshold_policy": card.get("threshold_policy"),
+            "metrics": card.get("metrics", {}),
+            "baseline_metrics": card.get("baseline_metrics", {}),
+            "data_window": card.get("split", {}),
+            "label_delay_days": self.spec.label_delay_days,
+            "feature_set": self.spec.feature_set,
+            "features": self.feature_names,
+            "online_state_transactions": len(self.state),
+        }
 
     def model_card(self) -> dict[str, Any]:
         """The bundle's model card plus the online state's transaction count."""

@@ -3,25 +3,49 @@
 from __future__ import annotations
 
 import os
+from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated, Any
 
 import bentoml
 import gradio as gr
+from bentoml.exceptions import BentoMLException, UnprocessableEntity
 from fastapi import FastAPI
 from pydantic import Field
 
 from features.contract import TransactionIn
 from features.online import FeatureStore
 from model.bundle import Bundle, read_bundle
-from service.scoring import MAX_BATCH_ROWS, BatchResponse, Scorer, ScoreResponse
+from service.feedback import FeedbackLog, default_feedback_path
+from service.gateway import Gateway
+from service.scoring import (
+    MAX_BATCH_ROWS,
+    MAX_FEEDBACK_LABELS,
+    BatchResponse,
+    FeedbackItem,
+    FeedbackResponse,
+    Scorer,
+    ScoreResponse,
+    hash_id,
+)
 from service.ui import build_ui
+from service.uploads import TooManyRows, UploadError, read_upload
 
 #: Which BentoML model to serve; inside a built Bento, ``latest`` is the one it packages.
 MODEL_TAG = os.environ.get("FRAUDOPS_MODEL_TAG", "fraud_detector:latest")
 
 #: ``sqlite`` (default: one state file shared by every worker process) or ``memory`` (per process).
 ONLINE_STORE = os.environ.get("FRAUDOPS_ONLINE_STORE", "sqlite")
+
+#: Rows per synchronous file upload (``/score_file``); larger files go through the ``/score_job`` task.
+MAX_FILE_ROWS = int(os.environ.get("FRAUDOPS_MAX_FILE_ROWS", "200000"))
+#: Rows per ``/score_job`` task.
+MAX_JOB_ROWS = int(os.environ.get("FRAUDOPS_MAX_JOB_ROWS", "5000000"))
+#: Where ``bentoml.monitor`` writes prediction logs (JSON lines per worker) for the monitor flow.
+MONITOR_DIR = os.environ.get("FRAUDOPS_MONITOR_DIR") or str(
+    Path(os.environ.get("BENTOML_HOME") or Path.home() / "bentoml") / "monitoring"
+)
+MONITOR_NAME = "fraud_predictions"
 
 _loaded: list[Scorer] = []
 
@@ -56,7 +80,36 @@ def _scorer() -> Scorer:
 ui_app = gr.mount_gradio_app(FastAPI(), build_ui(_scorer), path="/")
 
 
-@bentoml.service(name="fraud_service", traffic={"timeout": 60}, http={"host": "127.0.0.1"})
+def _model_info() -> dict[str, Any] | None:
+    return _loaded[0].summary() if _loaded else None
+
+
+def _monitor(results: list[ScoreResponse], txs: list[TransactionIn]) -> None:
+    """Log predictions for the monitor flow; customer ids only as salted hashes."""
+    if not results:
+        return
+    with bentoml.monitor(MONITOR_NAME) as mon:
+        for r, tx in zip(results, txs, strict=True):
+            mon.log(r.transaction_id, "transaction_id", "request_id", "categorical")
+            mon.log(tx.tx_datetime.isoformat(), "tx_datetime", "feature", "categorical")
+            mon.log(hash_id(tx.customer_id), "customer_hash", "feature", "categorical")
+            mon.log(tx.amount, "amount", "feature", "numerical")
+            mon.log(r.fraud_probability, "fraud_probability", "prediction", "numerical")
+            mon.log(r.decision, "decision", "prediction", "categorical")
+            mon.log(r.model_version, "model_version", "feature", "categorical")
+
+
+def _batch_rows(count: int, limit: int, where: str) -> None:
+    if count > limit:
+        raise UnprocessableEntity(f"{count} rows in {where}; at most {limit} per request")
+
+
+@bentoml.service(
+    name="fraud_service",
+    traffic={"timeout": 60},
+    http={"host": "127.0.0.1"},
+    monitoring={"enabled": True, "type": "default", "options": {"log_path": MONITOR_DIR}},
+)
 @bentoml.asgi_app(ui_app, path="/ui")
 class FraudService:
     """Scores raw card transactions with the packaged champion model."""
@@ -66,21 +119,70 @@ class FraudService:
     def __init__(self) -> None:
         bundle = read_bundle(Path(self.bento_model.path))
         self.scorer = Scorer(bundle, store=open_store(bundle, self.bento_model.tag.name))
+        self.feedback_log = FeedbackLog(default_feedback_path())
         _loaded[:] = [self.scorer]
 
     @bentoml.api(route="/score", input_spec=TransactionIn, output_spec=ScoreResponse)
     def score(self, **transaction: Any) -> ScoreResponse:
         """Score one raw transaction: probability, decision at the model's threshold, reasons."""
-        return self.scorer.score(TransactionIn.model_construct(**transaction))
+        tx = TransactionIn.model_construct(**transaction)
+        result = self.scorer.score(tx)
+        _monitor([result], [tx])
+        return result
 
     @bentoml.api(route="/score_batch", output_spec=BatchResponse)
-    def score_batch(
-        self, transactions: Annotated[list[dict[str, Any]], Field(max_length=MAX_BATCH_ROWS)]
-    ) -> BatchResponse:
-        """Score a JSON list of transactions; invalid rows come back by index with a reason."""
-        return self.scorer.score_batch(transactions)
+    def score_batch(self, transactions: list[dict[str, Any]]) -> BatchResponse:
+        """Score a JSON list of transactions (at most 10,000); invalid rows come back by index with a reason."""
+        _batch_rows(len(transactions), MAX_BATCH_ROWS, "the batch")
+        return self._scored(transactions)
+
+    @bentoml.api(route="/score_file", output_spec=BatchResponse)
+    def score_file(self, file: Path) -> BatchResponse:
+        """Score an uploaded CSV or Parquet file of raw transactions (multipart field ``file``)."""
+        return self._scored(*self._read(file, MAX_FILE_ROWS))
+
+    @bentoml.task(route="/score_job", output_spec=BatchResponse)
+    def score_job(self, file: Path) -> BatchResponse:
+        """Large files as a task: ``/score_job/submit`` → ``/score_job/status`` → ``/score_job/get``."""
+        return self._scored(*self._read(file, MAX_JOB_ROWS))
+
+    @bentoml.api(route="/feedback", output_spec=FeedbackResponse)
+    def feedback(
+        self, labels: Annotated[list[FeedbackItem], Field(min_length=1, max_length=MAX_FEEDBACK_LABELS)]
+    ) -> FeedbackResponse:
+        """Labels for earlier transactions: update the online state, store them for retraining."""
+        known = self.scorer.apply_labels(labels)
+        stored = self.feedback_log.record(
+            ((item.transaction_id, item.is_fraud, k) for item, k in zip(labels, known, strict=True)),
+            self.scorer.version,
+        )
+        unknown = [item.transaction_id for item, k in zip(labels, known, strict=True) if not k]
+        return FeedbackResponse(
+            received=len(labels),
+            applied=len(labels) - len(unknown),
+            unknown=len(unknown),
+            stored=stored,
+            unknown_ids=unknown[:100],
+        )
 
     @bentoml.api(route="/model")
     def model(self) -> dict[str, Any]:
-        """Model card: version, metrics, data window, threshold, features."""
-        return self.scorer.model_card()
+        """Model card: version, metrics, data window, threshold, features (also ``GET /model``)."""
+        return self.scorer.summary()
+
+    def _read(self, file: Path, max_rows: int) -> tuple[list[dict[str, Any]], dict[int, str]]:
+        try:
+            upload = read_upload(file, max_rows)
+        except TooManyRows as exc:
+            raise BentoMLException(f"{exc} (use /score_job)", error_code=HTTPStatus.REQUEST_ENTITY_TOO_LARGE) from None
+        except UploadError as exc:
+            raise BentoMLException(str(exc), error_code=HTTPStatus.UNPROCESSABLE_ENTITY) from None
+        return upload.records, upload.unreadable
+
+    def _scored(self, records: list[dict[str, Any]], unreadable: dict[int, str] | None = None) -> BatchResponse:
+        response, valid = self.scorer.score_batch_with_inputs(records, unreadable)
+        _monitor(response.results, valid)
+        return response
+
+
+FraudService.add_asgi_middleware(Gateway, model_info=_model_info)

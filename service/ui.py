@@ -1,10 +1,22 @@
-"""Gradio front end: score one transaction, score a CSV batch, read the model card."""
+"""Gradio front end: score one transaction, score a CSV or Parquet batch, read the model card.
+
+Three tabs, all backed by the service's loaded :class:`~service.scoring.Scorer`:
+
+- **Score a transaction**: the decision, the reasons as a signed bar chart, the JSON response.
+- **Batch**: a file of raw transactions in the canonical schema; a results table, the rejected rows
+  (index and reason), ``received = scored + rejected`` and a CSV of the results to download.
+- **Model card**: version, data window, threshold and its policy, the test metrics next to the
+  published anchors (:mod:`model.anchors`), the precision-recall curve and the feature list.
+"""
 
 from __future__ import annotations
 
+import math
 import tempfile
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -12,63 +24,281 @@ import pandas as pd
 from pydantic import ValidationError
 
 from features.contract import TransactionIn
-from service.scoring import Scorer, describe_validation_error
+from model.anchors import ANCHORS, PERFECT_CP_AT_100_PROTOCOL_A, PROTOCOLS, SOURCE
+from service.scoring import MAX_BATCH_ROWS, BatchResponse, Reason, Scorer, describe_validation_error
+from service.uploads import REQUIRED, UploadError, read_upload
+
+#: The columns a batch file must have (the canonical raw transaction, without the label).
+BATCH_COLUMNS = REQUIRED
+#: Result CSVs older than this are removed from the download directory.
+_DOWNLOAD_MAX_AGE_S = 3600.0
+_DOWNLOAD_DIR = Path(tempfile.gettempdir()) / "fraudops-ui-downloads"
+
+RESULT_COLUMNS = ["transaction_id", "probability", "decision", "top_reason"]
+REJECTED_COLUMNS = ["index", "transaction_id", "reason"]
+DOWNLOAD_COLUMNS = [
+    "index",
+    "transaction_id",
+    "fraud_probability",
+    "decision",
+    "threshold",
+    "model_version",
+    "top_reason",
+    "reasons",
+    "error",
+]
+REASON_COLUMNS = ["feature", "value", "contribution", "direction"]
+COMPARISON_COLUMNS = ["source", "protocol / window", "model", "AUC ROC", "AP", "CP@100"]
+PR_COLUMNS = ["recall", "precision", "threshold"]
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a finite float, or None (missing, NaN or not a number)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    """A metric with ``digits`` decimals, or ``n/a``."""
+    number = _number(value)
+    return "n/a" if number is None else f"{number:.{digits}f}"
+
+
+def user_error(message: str, title: str) -> gr.Error:
+    """A :class:`gradio.Error` for bad input: shown to the user, not logged with a traceback."""
+    return gr.Error(message, title=title, print_exception=False)
+
+
+def _reason_text(reason: Reason) -> str:
+    """``feature = value (+0.123)``: a reason in one short string."""
+    return f"{reason.feature} = {reason.value:g} ({reason.contribution:+.3f})"
+
+
+# --- batch files -------------------------------------------------------------------------------------
+
+
+def batch_tables(batch: BatchResponse) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The results table, the rejected rows and the downloadable frame (every received row, file order)."""
+    rejected_at = {e.index for e in batch.errors}
+    scored_at = [i for i in range(batch.received) if i not in rejected_at]
+    results = pd.DataFrame(
+        [
+            {
+                "transaction_id": r.transaction_id,
+                "probability": round(r.fraud_probability, 4),
+                "decision": r.decision,
+                "top_reason": _reason_text(r.reasons[0]) if r.reasons else "",
+            }
+            for r in batch.results
+        ],
+        columns=RESULT_COLUMNS,
+    )
+    rejected = pd.DataFrame(
+        [{"index": e.index, "transaction_id": e.transaction_id, "reason": e.reason} for e in batch.errors],
+        columns=REJECTED_COLUMNS,
+    )
+    rows = [
+        {
+            "index": index,
+            "transaction_id": r.transaction_id,
+            "fraud_probability": r.fraud_probability,
+            "decision": r.decision,
+            "threshold": r.threshold,
+            "model_version": r.model_version,
+            "top_reason": r.reasons[0].feature if r.reasons else "",
+            "reasons": "; ".join(_reason_text(reason) for reason in r.reasons),
+            "error": "",
+        }
+        for index, r in zip(scored_at, batch.results, strict=True)
+    ] + [
+        {"index": e.index, "transaction_id": e.transaction_id, "decision": "rejected", "error": e.reason}
+        for e in batch.errors
+    ]
+    download = pd.DataFrame(rows, columns=DOWNLOAD_COLUMNS).sort_values("index", kind="stable")
+    return results, rejected, download
+
+
+def write_download(frame: pd.DataFrame, source_name: str) -> str:
+    """Write ``frame`` as ``<source>-scored.csv`` in a fresh temporary file; prune old downloads."""
+    _DOWNLOAD_DIR.mkdir(parents=True, exist_ok=True)
+    cutoff = time.time() - _DOWNLOAD_MAX_AGE_S
+    for old in _DOWNLOAD_DIR.glob("*.csv"):
+        try:
+            if old.stat().st_mtime < cutoff:
+                old.unlink()
+        except OSError:  # another request removed it first
+            pass
+    stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in Path(source_name).stem)[:60] or "batch"
+    with tempfile.NamedTemporaryFile(
+        "w", dir=_DOWNLOAD_DIR, prefix=f"{stem}-", suffix="-scored.csv", delete=False, newline=""
+    ) as out:
+        frame.to_csv(out, index=False)
+    return out.name
+
+
+# --- model card ----------------------------------------------------------------------------------------
+
+
+def describe_policy(policy: dict[str, Any] | None) -> str:
+    """The threshold policy in words."""
+    if not policy:
+        return "not recorded in this card"
+    kind = policy.get("kind")
+    if kind == "cost":
+        return (
+            f"cost: minimises {_fmt(policy.get('per_alert'), 2)} per alert plus "
+            f"{_fmt(policy.get('missed_fraud_share'), 2)} x the amount of each missed fraud, on the validation window"
+        )
+    if kind == "budget":
+        budget = _number(policy.get("alert_budget"))
+        share = "n/a" if budget is None else f"{budget:.2%}"
+        return f"alert budget: the top {share} of transactions on the validation window"
+    if kind == "f1":
+        return "best F1 on the validation window"
+    return str(kind)
+
+
+def comparison_table(card: dict[str, Any]) -> pd.DataFrame:
+    """This model's (and its baseline's) test metrics above the published anchors."""
+    metrics = card.get("metrics") or {}
+    baseline = card.get("baseline_metrics") or {}
+    split = card.get("split") or {}
+    window = f"test {split.get('test_start', '?')}..{split.get('test_end', '?')}"
+    rows = [
+        ["this model", window, f"XGBoost v{card.get('model_version', '?')}"]
+        + [_fmt(metrics.get(f"test_{k}")) for k in ("auc", "ap", "cp_at_100")],
+        ["this run's baseline", window, "logistic regression"]
+        + [_fmt(baseline.get(f"test_{k}")) for k in ("auc", "ap", "cp_at_100")],
+    ]
+    rows += [["published", a.protocol, a.model, _fmt(a.auc), _fmt(a.ap), _fmt(a.cp_at_100)] for a in ANCHORS]
+    rows.append(["published", "A", "perfect ranker", "n/a", "n/a", _fmt(PERFECT_CP_AT_100_PROTOCOL_A)])
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+
+
+def pr_curve_frame(card: dict[str, Any]) -> pd.DataFrame:
+    """The card's test precision-recall curve; empty (with the columns) when the card has none."""
+    curve = card.get("pr_curve") or {}
+    try:
+        frame = pd.DataFrame({c: [float(v) for v in curve.get(c) or []] for c in PR_COLUMNS})
+    except (TypeError, ValueError):  # ragged or non-numeric: treat as absent
+        return pd.DataFrame(columns=PR_COLUMNS, dtype=float)
+    return frame.sort_values(["recall", "precision"], ascending=[True, False], ignore_index=True)
+
+
+def card_summary(card: dict[str, Any], has_curve: bool) -> str:
+    """Markdown: version, data window, threshold and policy, test metrics at the threshold, sources."""
+    split = card.get("split") or {}
+    metrics = card.get("metrics") or {}
+    rows = card.get("rows") or {}
+    delay = (card.get("feature_spec") or {}).get("label_delay_days", "?")
+    seen = card.get("online_state_transactions")
+    state_size = f"{seen:,}" if isinstance(seen, int) else "?"
+
+    def window(part: str) -> str:
+        count = rows.get(part)
+        size = f" ({count:,} rows)" if isinstance(count, int) else ""
+        return f"{split.get(f'{part}_start', '?')} .. {split.get(f'{part}_end', '?')}{size}"
+
+    lines = [
+        f"### Model v{card.get('model_version', 'unknown')}",
+        f"MLflow run `{card.get('run_id', '?')}`; online state holds {state_size} transactions.",
+        "",
+        "| window / setting | value |",
+        "|---|---|",
+        f"| train window | {window('train')} |",
+        f"| validation window | {window('valid')} |",
+        f"| test window | {window('test')} |",
+        f"| label delay | {delay} days |",
+        f"| decision threshold | {_fmt(card.get('threshold'), 4)} on the fraud probability |",
+        f"| threshold policy | {describe_policy(card.get('threshold_policy'))} |",
+        f"| test precision / recall / alert rate at the threshold | {_fmt(metrics.get('test_precision'))} / "
+        f"{_fmt(metrics.get('test_recall'))} / {_fmt(metrics.get('test_alert_rate'), 4)} |",
+        "",
+        f"**Metrics vs the published anchors.** The anchors are the baselines published with the handbook's "
+        f"simulated data ({SOURCE}):",
+        "",
+    ]
+    lines += [f"- *{p.name}*: {p.description}." for p in PROTOCOLS]
+    lines += [
+        "",
+        "They compare directly only when this model was trained and tested on the handbook data under the "
+        "same protocol; on other data (e.g. the demo's simulated world) they are a sanity range.",
+    ]
+    if not has_curve:
+        lines += ["", "_This model's card has no precision-recall curve (it predates the curve in the card)._"]
+    return "\n".join(lines)
+
+
+# --- the app ---------------------------------------------------------------------------------------------
 
 
 def build_ui(get_scorer: Callable[[], Scorer]) -> gr.Blocks:
     """The Blocks app; ``get_scorer`` returns the service's loaded scorer at call time."""
 
     def score_one(
-        tid: str, when: str, customer: str, terminal: str, amount: float
+        tid: str, when: str, customer: str, terminal: str, amount: float | None
     ) -> tuple[str, pd.DataFrame, dict[str, Any]]:
+        """Score one transaction: decision line, reasons chart, JSON response."""
         try:
-            tx = TransactionIn(
-                transaction_id=tid, tx_datetime=when, customer_id=customer, terminal_id=terminal, amount=amount
+            tx = TransactionIn.model_validate(
+                {
+                    "transaction_id": tid,
+                    "tx_datetime": when,
+                    "customer_id": customer,
+                    "terminal_id": terminal,
+                    "amount": amount,
+                }
             )
         except ValidationError as exc:
-            raise gr.Error(describe_validation_error(exc)) from exc
+            raise user_error(describe_validation_error(exc), "Invalid transaction") from exc
         result = get_scorer().score(tx)
         verdict = "ALERT" if result.decision == "alert" else "approve"
         summary = (
             f"### {verdict}: fraud probability {result.fraud_probability:.3f} "
-            f"(threshold {result.threshold:.3f}, model v{result.model_version})"
+            f"(threshold {result.threshold:.3f}, model v{result.model_version})\n\n"
+            "Reasons (feature = value, push on the log-odds): "
+            + "; ".join(f"`{_reason_text(r)}`" for r in result.reasons)
         )
-        reasons = pd.DataFrame([r.model_dump() for r in result.reasons])
+        reasons = pd.DataFrame(
+            [
+                {
+                    "feature": r.feature,
+                    "value": r.value,
+                    "contribution": r.contribution,
+                    "direction": "towards fraud" if r.contribution >= 0 else "away from fraud",
+                }
+                for r in result.reasons
+            ],
+            columns=REASON_COLUMNS,
+        )
         return summary, reasons, result.model_dump(mode="json")
 
-    def score_file(path: str | None) -> tuple[pd.DataFrame, str | None, str]:
+    def score_file(path: str | None) -> tuple[str, pd.DataFrame, pd.DataFrame, str]:
+        """Score an uploaded file: counts, results, rejected rows, path of the results CSV."""
         if not path:
-            raise gr.Error("upload a CSV with transaction_id, tx_datetime, customer_id, terminal_id, amount")
+            raise user_error(f"upload a CSV or Parquet file with the columns {', '.join(BATCH_COLUMNS)}", "No file")
         try:
-            records = pd.read_csv(path, dtype=str).to_dict(orient="records")
-        except Exception as exc:
-            raise gr.Error(f"cannot read the file as CSV: {exc}") from exc
-        batch = get_scorer().score_batch(records)
-        table = pd.DataFrame(
-            [{k: v for k, v in r.model_dump().items() if k != "reasons"} for r in batch.results]
-            + [
-                {"transaction_id": e.transaction_id, "decision": "rejected", "error": f"row {e.index}: {e.reason}"}
-                for e in batch.errors
-            ]
-        )
-        with tempfile.NamedTemporaryFile("w", suffix="-scored.csv", delete=False) as out:
-            table.to_csv(out, index=False)
-        counts = f"received {batch.received}: scored {batch.scored}, rejected {batch.rejected}"
-        return table, out.name, counts
+            upload = read_upload(Path(path), MAX_BATCH_ROWS, Path(path).name)
+        except UploadError as exc:
+            raise user_error(str(exc), "Unreadable file") from None
+        extra = upload.ignored_columns
+        batch = get_scorer().score_batch(upload.records, upload.unreadable)
+        results, rejected, download = batch_tables(batch)
+        counts = f"**received {batch.received}** = scored {batch.scored} + rejected {batch.rejected}"
+        if extra:
+            counts += f" (ignored column(s): {', '.join(extra)})"
+        return counts, results, rejected, write_download(download, Path(path).name)
 
-    def card() -> tuple[str, dict[str, Any]]:
-        data = get_scorer().model_card()
-        m = data.get("metrics", {})
-        split = data.get("split", {})
-        text = (
-            f"### Model v{data.get('model_version')} (MLflow run `{data.get('run_id', '?')}`)\n\n"
-            f"Test window {split.get('test_start')} .. {split.get('test_end')}: "
-            f"AUC {m.get('test_auc', float('nan')):.3f}, AP {m.get('test_ap', float('nan')):.3f}, "
-            f"precision {m.get('test_precision', float('nan')):.3f}, recall {m.get('test_recall', float('nan')):.3f} "
-            f"at threshold {data.get('threshold', float('nan')):.3f}. Trained on {split.get('train_start')} .. "
-            f"{split.get('train_end')} with a {data.get('feature_spec', {}).get('label_delay_days')}-day label delay."
-        )
-        return text, data
+    def model_card() -> tuple[str, pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+        """The model card: summary, metrics vs anchors, PR curve, features, raw JSON."""
+        card = get_scorer().model_card()
+        curve = pr_curve_frame(card)
+        features = pd.DataFrame({"feature": list(card.get("feature_names") or [])})
+        features.insert(0, "#", range(1, len(features) + 1))
+        return card_summary(card, not curve.empty), comparison_table(card), curve, features, card
 
     now = datetime.now(UTC).replace(microsecond=0).isoformat()
     with gr.Blocks(title="fraudops") as blocks:
@@ -76,27 +306,53 @@ def build_ui(get_scorer: Callable[[], Scorer]) -> gr.Blocks:
         with gr.Tab("Score a transaction"):
             with gr.Row():
                 tid = gr.Textbox(label="transaction_id", value="ui-0001")
-                when = gr.Textbox(label="tx_datetime (ISO 8601, UTC)", value=now)
+                when = gr.Textbox(label="tx_datetime (ISO 8601; no zone = UTC)", value=now)
             with gr.Row():
                 customer = gr.Textbox(label="customer_id", value="42")
                 terminal = gr.Textbox(label="terminal_id", value="7")
                 amount = gr.Number(label="amount", value=125.0)
             go = gr.Button("Score", variant="primary")
             summary = gr.Markdown()
-            chart = gr.BarPlot(x="feature", y="contribution", title="Top reasons (log-odds contribution)")
+            chart = gr.BarPlot(
+                x="feature",
+                y="contribution",
+                color="direction",
+                color_map={"towards fraud": "#d62728", "away from fraud": "#2ca02c"},
+                sort="-y",
+                title="Reasons: each feature's push on the fraud log-odds",
+                y_title="contribution (log-odds)",
+                tooltip=["feature", "value", "contribution"],
+            )
             raw = gr.JSON(label="response")
-            go.click(score_one, [tid, when, customer, terminal, amount], [summary, chart, raw])
+            go.click(score_one, [tid, when, customer, terminal, amount], [summary, chart, raw], api_name="score_one")
         with gr.Tab("Batch"):
-            upload = gr.File(label="CSV of transactions", file_types=[".csv"])
+            gr.Markdown(
+                f"CSV or Parquet with the columns `{'`, `'.join(BATCH_COLUMNS)}` (other columns are ignored), "
+                f"at most {MAX_BATCH_ROWS:,} rows. Rows that fail validation are listed by their 0-based index."
+            )
+            upload = gr.File(label="transactions (CSV or Parquet)", file_types=[".csv", ".parquet"])
             run = gr.Button("Score file", variant="primary")
             counts = gr.Markdown()
-            table = gr.Dataframe(label="results")
-            download = gr.File(label="download results")
-            run.click(score_file, [upload], [table, download, counts])
+            results = gr.Dataframe(label="scored", headers=RESULT_COLUMNS, interactive=False)
+            rejected = gr.Dataframe(label="rejected", headers=REJECTED_COLUMNS, interactive=False)
+            download = gr.File(label="results CSV (every row, in file order)", interactive=False)
+            run.click(score_file, [upload], [counts, results, rejected, download], api_name="score_file")
         with gr.Tab("Model card"):
             card_text = gr.Markdown()
-            card_json = gr.JSON(label="model card")
+            comparison = gr.Dataframe(label="test metrics vs the published anchors", interactive=False)
+            pr_plot = gr.LinePlot(
+                x="recall",
+                y="precision",
+                title="Precision-recall on the test window",
+                x_lim=[0, 1],
+                y_lim=[0, 1],
+                tooltip=PR_COLUMNS,
+            )
+            features = gr.Dataframe(label="features (model input order)", interactive=False)
+            with gr.Accordion("raw model card", open=False):
+                card_json = gr.JSON(label="model card")
             refresh = gr.Button("Refresh")
-            refresh.click(card, [], [card_text, card_json])
-            blocks.load(card, [], [card_text, card_json])
+            outputs = [card_text, comparison, pr_plot, features, card_json]
+            refresh.click(model_card, [], outputs, api_name="model_card")
+            blocks.load(model_card, [], outputs, api_visibility="private")
     return blocks

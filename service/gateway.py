@@ -1,0 +1,89 @@
+"""ASGI middleware in front of the BentoML app: API key, request size, and ``GET /model``.
+
+- When ``FRAUDOPS_API_KEY`` is set, the protected routes (scoring, feedback, jobs) need it in an
+  ``X-API-Key`` header or as ``Authorization: Bearer <key>``; otherwise 401. Compared in constant time.
+- A body over ``FRAUDOPS_MAX_BODY_MB`` (default 32) gets 413 before it is read; a POST to a protected
+  route without ``Content-Length`` gets 411 (the limit could not be enforced before reading).
+- ``GET /model`` answers the model card summary (BentoML APIs are POST only).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+PROTECTED_PREFIXES = ("/score", "/feedback", "/score_job")
+
+
+def max_body_bytes() -> int:
+    """The request body limit in bytes (``FRAUDOPS_MAX_BODY_MB``, default 32)."""
+    return int(float(os.environ.get("FRAUDOPS_MAX_BODY_MB", "32")) * 1024 * 1024)
+
+
+async def _json(send: Send, status: int, body: dict[str, Any], *extra: tuple[bytes, bytes]) -> None:
+    payload = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()), *extra]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+class Gateway:
+    """The middleware; ``model_info`` returns the ``GET /model`` body (None while the model loads)."""
+
+    def __init__(self, app: ASGIApp, model_info: Callable[[], dict[str, Any] | None]) -> None:
+        self.app = app
+        self.model_info = model_info
+
+    @property
+    def api_key(self) -> str | None:
+        """``FRAUDOPS_API_KEY``, read per request so a rotated key applies without a restart."""
+        return os.environ.get("FRAUDOPS_API_KEY") or None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer ``GET /model`` and the refusals here; pass everything else to the app."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path, method = scope["path"].rstrip("/") or "/", scope["method"]
+        if path == "/model" and method == "GET":
+            info = self.model_info()
+            if info is None:
+                await _json(send, 503, {"error": "the model is still loading"})
+            else:
+                await _json(send, 200, info)
+            return
+        protected = method == "POST" and path.startswith(PROTECTED_PREFIXES)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if protected and self.api_key is not None and not self._authorised(headers):
+            error = {"error": "missing or invalid API key (X-API-Key header)"}
+            await _json(send, 401, error, (b"www-authenticate", b"ApiKey"))
+            return
+        length = headers.get("content-length")
+        if length is not None:
+            try:
+                size = int(length)
+            except ValueError:
+                await _json(send, 400, {"error": f"Content-Length {length!r} is not a number"})
+                return
+            limit = max_body_bytes()
+            if size > limit:
+                await _json(send, 413, {"error": f"request body of {size} bytes exceeds the limit of {limit} bytes"})
+                return
+        elif protected and "chunked" in headers.get("transfer-encoding", ""):
+            await _json(send, 411, {"error": "Content-Length required (the body size limit is enforced up front)"})
+            return
+        await self.app(scope, receive, send)
+
+    def _authorised(self, headers: dict[str, str]) -> bool:
+        given = headers.get("x-api-key")
+        if given is None and headers.get("authorization", "").lower().startswith("bearer "):
+            given = headers["authorization"][7:].strip()
+        return given is not None and hmac.compare_digest(given.encode(), self.api_key.encode())  # type: ignore[union-attr]

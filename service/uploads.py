@@ -1,0 +1,93 @@
+"""CSV or Parquet uploads for batch scoring (API and UI): sniffed by content, mapped to raw records.
+
+Whole-file problems raise :class:`UploadError` with a message naming the problem (binary or broken
+file, wrong delimiter, missing or repeated columns, ids of the wrong type, no rows, too many rows);
+row problems (a CSV line with the wrong number of fields) come back per row, so the rest of the
+file is still scored. Values are validated row by row by the scorer, as for JSON batches.
+"""
+
+from __future__ import annotations
+
+import codecs
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from features.sources import RAGGED, SourceError, read_table
+
+#: The columns a batch file must have (the canonical raw transaction, without the label).
+REQUIRED: tuple[str, ...] = ("transaction_id", "tx_datetime", "customer_id", "terminal_id", "amount")
+ID_COLUMNS = ("transaction_id", "customer_id", "terminal_id")
+PARQUET_MAGIC = b"PAR1"
+SNIFF_BYTES = 64 * 1024
+
+
+class UploadError(ValueError):
+    """The upload cannot be read as a table of raw transactions."""
+
+
+class TooManyRows(UploadError):
+    """More rows than one request may carry."""
+
+
+@dataclass(frozen=True)
+class Upload:
+    """The records of an upload, reasons of unreadable rows (by index), and the columns ignored."""
+
+    records: list[dict[str, Any]]
+    unreadable: dict[int, str]
+    ignored_columns: list[str]
+
+
+def _looks_like_text(head: bytes) -> bool:
+    """UTF-8 without NUL bytes (a character cut at the end of ``head`` is fine)."""
+    if b"\x00" in head:
+        return False
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def read_upload(path: Path, max_rows: int, name: str = "upload") -> Upload:
+    """Read ``path`` (named ``name`` in messages) as CSV or Parquet of raw transactions."""
+    path = Path(path)
+    with path.open("rb") as handle:
+        head = handle.read(SNIFF_BYTES)
+    suffix = ".parquet" if head.startswith(PARQUET_MAGIC) else ".csv"
+    if suffix == ".csv" and not _looks_like_text(head):
+        raise UploadError(f"cannot read {name} as CSV: it is binary, not UTF-8 text (and not Parquet)")
+    with tempfile.TemporaryDirectory() as tmp:
+        named = Path(tmp) / f"upload{suffix}"  # uploads arrive under temp names: name it by its content
+        named.symlink_to(path.resolve())
+        try:
+            frame = read_table(named)
+        except SourceError as exc:
+            raise UploadError(str(exc).replace(str(named), name)) from None
+    stripped = [c.strip() for c in frame.columns]
+    if len(set(stripped)) < len(stripped):
+        raise UploadError(f"{name} repeats a column name: {', '.join(frame.columns)}")
+    frame = frame.rename(dict(zip(frame.columns, stripped, strict=True)))
+    missing = [c for c in REQUIRED if c not in frame.columns]
+    if missing:
+        raise UploadError(
+            f"{name} lacks column(s) {', '.join(missing)}; a batch file needs {', '.join(REQUIRED)} "
+            f"(found: {', '.join(c for c in frame.columns if c != RAGGED) or 'none'})"
+        )
+    if frame.height > max_rows:
+        raise TooManyRows(f"{name} has {frame.height:,} rows; at most {max_rows:,} per request")
+    for column in ID_COLUMNS:
+        dtype = frame.schema[column]
+        if not (dtype == pl.String or dtype.is_integer() or dtype == pl.Null):
+            raise UploadError(f"column {column} of {name} has type {dtype}; ids must be text or integers")
+    unreadable: dict[int, str] = {}
+    if RAGGED in frame.columns:
+        flagged = frame.with_row_index("_i").filter(pl.col(RAGGED).is_not_null())
+        unreadable = dict(zip(flagged["_i"].to_list(), flagged[RAGGED].to_list(), strict=True))
+    ignored = [c for c in frame.columns if c not in REQUIRED and c != RAGGED]
+    records = frame.select(*(pl.col(c).cast(pl.String) if c in ID_COLUMNS else pl.col(c) for c in REQUIRED)).to_dicts()
+    return Upload(records, unreadable, ignored)
