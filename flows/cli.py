@@ -249,6 +249,37 @@ def rollback(
 
 
 @app.command()
+def score(
+    start: Annotated[str | None, typer.Option("--from", help="First lake day to score (default: the first).")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="Last lake day to score (default: the newest).")] = None,
+    only_new: Annotated[bool, typer.Option(help="Skip days already scored from the same data and model.")] = False,
+) -> None:
+    """Score lake days with the champion into <home>/scored/ (transaction_id, score, decision, ...) with alerts."""
+    settings = _settings()
+    from flows.scoring import batch_score_flow
+
+    out = batch_score_flow(_date(start, "--from"), _date(end, "--to"), only_new=only_new)
+    console.print(
+        f"scored {out['scored']} transactions on {len(out['days'])} day(s) with v{out['model_version']}: "
+        f"{out['alerts']} alerts -> {settings.home_dir / 'scored'}"
+    )
+
+
+@app.command()
+def monitor(
+    days: Annotated[int, typer.Option(min=1, help="Newest days compared with the training window.")] = 7,
+    retrain: Annotated[str, typer.Option(help="auto, deployment, inline or off.")] = "auto",
+) -> None:
+    """Drift, performance on arrived labels and data quality vs the champion's training window; retrain if needed."""
+    _settings()
+    from flows.monitor import monitor_flow
+
+    out = monitor_flow(days=days, retrain=retrain)
+    console.print("; ".join(out["reasons"]) or "all checks within thresholds")
+    console.print(f"retrain: {out['retrain']}")
+
+
+@app.command()
 def build() -> None:
     """Package the champion as a BentoML model and build the Bento (tagged with the model version)."""
     _settings()

@@ -17,7 +17,7 @@ from features.engineering import FeatureSpec, compute_features
 from features.lake import Lake, write_parquet_atomic
 from features.online import OnlineFeatureState
 from features.simulator import SimulatorConfig, simulate_transactions
-from features.sources import SourceFormat, read_table, to_canonical_frame
+from features.sources import SourceError, SourceFormat, read_table, to_canonical_frame
 from flows.promotion import promote_flow, rollback_flow
 from flows.settings import Settings, current_settings
 from model.splits import TimeSplit
@@ -95,7 +95,18 @@ def simulate_flow(
     return str(path)
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5])
+def _retry_unless_bad_file(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry I/O errors (a file still being copied, a flaky mount), not a file that is simply unreadable."""
+    try:
+        state.result()
+    except SourceError:
+        return False
+    except Exception:  # any other failure is worth a retry
+        return True
+    return True
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=_retry_unless_bad_file)
 def read_source_task(path: Path) -> pl.DataFrame:
     """Read the CSV or Parquet source file at ``path``."""
     return read_table(path)
