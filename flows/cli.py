@@ -329,6 +329,58 @@ def _serve(bento: str, host: str, port: int) -> None:
                 proc.kill()
 
 
+@app.command()
+def up(
+    prefect_port: Annotated[int, typer.Option(help="Prefect server and UI port.")] = 4200,
+    mlflow_port: Annotated[int, typer.Option(help="MLflow UI port.")] = 5000,
+    port: Port = None,
+    deploy: Annotated[bool, typer.Option(help="Run `prefect deploy --all` against the local server.")] = True,
+) -> None:
+    """Start the local stack on 127.0.0.1: Prefect server + UI, a worker, the MLflow UI, the Bento service.
+
+    Waits for each to be healthy, prints the URLs, and stops everything it started on Ctrl-C. The
+    service starts when a Bento exists (`fraudops demo` or `fraudops build` first).
+    """
+    settings = _settings()
+    from flows.stack import Stack
+
+    table = Table(title="fraudops stack (Ctrl-C stops everything)", show_header=False)
+    with Stack(settings) as stack:
+        try:
+            with console.status("starting the Prefect server..."):
+                server = stack.prefect_server(prefect_port)
+            table.add_row("Prefect UI", server.url)
+            if deploy:
+                with console.status("deploying prefect.yaml..."):
+                    stack.deploy_all()
+                table.add_row("deployments", "prefect.yaml (ingest, train-and-promote, batch-score, monitor, ...)")
+            with console.status("starting a worker..."):
+                stack.worker()
+            table.add_row("worker", "pool fraudops-process")
+            with console.status("starting the MLflow UI..."):
+                table.add_row("MLflow UI", stack.mlflow_ui(mlflow_port).url)
+            try:
+                bento = _latest_bento()
+            except typer.Exit:
+                table.add_row("service", "no Bento yet: run `fraudops demo --no-serve` or `fraudops build`")
+            else:
+                with console.status(f"starting {bento}..."):
+                    service = stack.bento(bento, port or settings.port)
+                table.add_row("service", f"{service.url}/score   UI {service.url}/ui/   docs {service.url}/docs")
+        except RuntimeError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from None
+        table.add_row("logs", str(stack.logs))
+        console.print(table)
+        try:
+            while all(s.process.poll() is None for s in stack.services):
+                time.sleep(1)
+            gone = [s.name for s in stack.services if s.process.poll() is not None]
+            console.print(f"[red]{', '.join(gone)} stopped; stopping the rest (logs in {stack.logs})[/red]")
+        except KeyboardInterrupt:
+            console.print("stopping...")
+
+
 def _latest_bento() -> str:
     import bentoml
 
