@@ -11,6 +11,7 @@ import bentoml
 import gradio as gr
 from bentoml.exceptions import BentoMLException, UnprocessableEntity
 from fastapi import FastAPI
+from prometheus_client import Counter, Histogram
 from pydantic import Field
 
 from features.contract import TransactionIn
@@ -49,6 +50,15 @@ MONITOR_NAME = "fraud_predictions"
 
 _loaded: list[Scorer] = []
 
+# Business metrics next to BentoML's request metrics on /metrics (the Grafana dashboard plots both).
+DECISIONS = Counter("fraud_decisions", "Scored transactions by decision", ["decision", "model_version"])
+SCORES = Histogram(
+    "fraud_score",
+    "Fraud probability of scored transactions",
+    ["model_version"],
+    buckets=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0),
+)
+
 
 def open_store(bundle: Bundle, model_name: str) -> FeatureStore | None:
     """The online store the workers share: a SQLite file per model version, loaded once from the snapshot.
@@ -85,9 +95,12 @@ def _model_info() -> dict[str, Any] | None:
 
 
 def _monitor(results: list[ScoreResponse], txs: list[TransactionIn]) -> None:
-    """Log predictions for the monitor flow; customer ids only as salted hashes."""
+    """Log predictions for the monitor flow (customer ids only as salted hashes) and count them for /metrics."""
     if not results:
         return
+    for r in results:
+        DECISIONS.labels(r.decision, r.model_version).inc()
+        SCORES.labels(r.model_version).observe(r.fraud_probability)
     with bentoml.monitor(MONITOR_NAME) as mon:
         for r, tx in zip(results, txs, strict=True):
             mon.log(r.transaction_id, "transaction_id", "request_id", "categorical")

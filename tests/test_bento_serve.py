@@ -58,6 +58,15 @@ def test_bentoml_serve_scores_over_http(pipeline_result: dict[str, Any], tmp_pat
         summary, _, payload = ui.predict("ui-1", "2026-06-01T10:05:00Z", "3", "9", 42.0, api_name="/score_one")
         assert payload["transaction_id"] == "ui-1" and payload["decision"] in {"alert", "approve"}
         assert f"model v{pipeline_result['package']['version']}" in summary
+        # /metrics carries every metric the provisioned Grafana dashboard plots (with the served worker's data).
+        from test_deploy_files import dashboard_metrics  # tests/ is on sys.path (pytest's prepend import mode)
+
+        exposed = httpx.get(f"{base}/metrics", timeout=10).text
+        for name in dashboard_metrics():
+            assert f"\n{name}" in exposed, name
+        assert 'fraud_decisions_total{decision="' in exposed
+        # GET /model answers without a body.
+        assert httpx.get(f"{base}/model", timeout=10).json()["model_version"] == pipeline_result["package"]["version"]
     finally:
         proc.terminate()
         try:

@@ -34,7 +34,8 @@ def test_prefect_deployments_point_at_real_flows_with_valid_parameters() -> None
 def test_compose_services_have_health_checks_and_loopback_ports() -> None:
     compose = load("docker-compose.yml")
     services = compose["services"]
-    assert {"postgres", "prefect-server", "prefect-worker", "mlflow", "fraud-service"} <= set(services)
+    expected = {"postgres", "prefect-server", "prefect-worker", "mlflow", "fraud-service", "prometheus", "grafana"}
+    assert expected <= set(services)
     for name, service in services.items():
         assert "healthcheck" in service, name
         for port in service.get("ports", []):
@@ -57,3 +58,40 @@ def test_bentofile_service_and_includes_exist(name: str) -> None:
     assert f"class {cls}" in (ROOT / (module.replace(".", "/") + ".py")).read_text()
     for pattern in config["include"]:
         assert list(ROOT.glob(pattern)), pattern
+
+
+def dashboard_metrics() -> set[str]:
+    """Metric names the provisioned Grafana dashboard queries."""
+    import json
+    import re
+
+    dashboard = json.loads((ROOT / "docker/grafana/dashboards/fraudops.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    names = {m for e in exprs for m in re.findall(r"\b([a-z_]+)(?:\{|\[)", e)}
+    return {n.removesuffix("_bucket").removesuffix("_total") for n in names} - {"rate", "increase", "sum"}
+
+
+def test_prometheus_scrapes_the_service_and_grafana_is_provisioned() -> None:
+    import json
+
+    compose = load("docker-compose.yml")["services"]
+    prometheus = load("docker/prometheus.yml")
+    (job,) = prometheus["scrape_configs"]
+    assert job["metrics_path"] == "/metrics" and job["static_configs"][0]["targets"] == ["fraud-service:3000"]
+    assert "3000" in compose["fraud-service"]["ports"][0]
+    (source,) = load("docker/grafana/provisioning/datasources/prometheus.yml")["datasources"]
+    assert source["url"] == "http://prometheus:9090" and source["uid"] == "prometheus"
+    provider = load("docker/grafana/provisioning/dashboards/fraudops.yml")["providers"][0]
+    mounted = {v.split(":")[1] for v in compose["grafana"]["volumes"]}
+    assert provider["options"]["path"] in mounted
+    titles = [
+        p["title"].lower() for p in json.loads((ROOT / "docker/grafana/dashboards/fraudops.json").read_text())["panels"]
+    ]
+    for needed in ("request rate", "latency percentiles", "errors", "alert rate", "score distribution"):
+        assert any(needed in t for t in titles), needed
+    assert dashboard_metrics() == {
+        "bentoml_service_request",
+        "bentoml_service_request_duration_seconds",
+        "fraud_decisions",
+        "fraud_score",
+    }
