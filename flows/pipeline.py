@@ -151,9 +151,29 @@ def ingest_flow(source: str, source_format: str = "auto") -> dict[str, Any]:
     return asdict(summary)
 
 
-@task(cache_policy=NO_CACHE)
-def build_features_task(transactions: pl.DataFrame, spec: FeatureSpec) -> pl.DataFrame:
-    """Compute the feature columns of ``spec`` for the transactions."""
+def features_digest(lineage: list[dict[str, str]], spec: FeatureSpec) -> str:
+    """Cache key of a feature table: the lake partitions' SHA-256, the spec, and the feature code itself."""
+    import json
+
+    import features.engineering
+
+    code = hashlib.sha256(Path(features.engineering.__file__).read_bytes()).hexdigest()
+    parts = "".join(f"{p['partition']}:{p['sha256']};" for p in lineage)
+    return hashlib.sha256(f"{parts}|{json.dumps(spec.to_dict(), sort_keys=True)}|{code}".encode()).hexdigest()
+
+
+@task(
+    cache_key_fn=lambda _context, parameters: f"features-{parameters['digest']}",
+    cache_expiration=timedelta(days=7),
+    persist_result=True,
+    result_serializer="compressed/pickle",
+)
+def build_features_task(transactions: pl.DataFrame, spec: FeatureSpec, digest: str) -> pl.DataFrame:
+    """Compute the feature columns of ``spec`` for the transactions.
+
+    Cached by ``digest`` (:func:`features_digest`), persisted under the Prefect home: retraining on an
+    unchanged lake window with the same spec and feature code reuses the table instead of recomputing it.
+    """
     return compute_features(transactions, spec)
 
 
@@ -235,7 +255,7 @@ def train_flow(
         raise ValueError(f"the lake at {lake.transactions_dir} has no transactions in {start}..{end}; ingest first")
     configure_mlflow(settings.tracking_uri, settings.experiment, settings.artifact_root)
     spec = FeatureSpec(label_delay_days=settings.label_delay_days if label_delay_days is None else label_delay_days)
-    features = build_features_task(transactions, spec)
+    features = build_features_task(transactions, spec, features_digest(lake.lineage(start, end), spec))
     basis = champion_basis(settings.registered_model) if check_reference or from_champion else None
     reference = basis.reference if basis and check_reference else None
     if reference is not None:

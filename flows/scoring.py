@@ -47,15 +47,44 @@ def write_scored_day(frame: pl.DataFrame, target: Path, manifest: dict[str, Any]
     write_atomic(target / MANIFEST, lambda f: f.write(json.dumps(manifest, indent=1).encode()))
 
 
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5])
+def score_days_task(
+    lake_root: str, days: list[date], spec: dict[str, Any], model: bytes, threshold: float, version: str
+) -> pl.DataFrame:
+    """Score some lake days: features over the history they need (offline code), then the booster.
+
+    Self-contained (paths, a spec dict, the booster's bytes) so it can run on a Dask worker.
+    """
+    import xgboost as xgb
+
+    from model.training import matrix, predict
+
+    feature_spec = FeatureSpec.from_dict(spec)
+    lake = Lake(Path(lake_root))
+    history = lake.read(min(days) - timedelta(days=feature_spec.history_days), max(days))
+    features = compute_features(history, feature_spec).filter(pl.col("tx_datetime").dt.date().is_in(days))
+    booster = xgb.Booster(model_file=bytearray(model))
+    scores = predict(booster, matrix(features, feature_spec))
+    return features.select("transaction_id", "tx_datetime", "customer_id", "terminal_id", "amount").with_columns(
+        score=pl.Series(scores, dtype=pl.Float64),
+        decision=pl.when(pl.Series(scores) >= threshold).then(pl.lit("alert")).otherwise(pl.lit("approve")),
+        model_version=pl.lit(version),
+    )
+
+
 @flow(name="batch-score", log_prints=True)
-def batch_score_flow(start: date | None = None, end: date | None = None, only_new: bool = True) -> dict[str, Any]:
+def batch_score_flow(
+    start: date | None = None, end: date | None = None, only_new: bool = True, chunk_days: int = 7
+) -> dict[str, Any]:
     """Score lake days ``start..end`` (default: all) with the champion.
 
     ``only_new`` skips days already scored from the same partition bytes by the same model version.
-    Returns the model version, the days scored, the row count and the alert count.
+    Days are scored in chunks of ``chunk_days`` as separate tasks: with the default thread runner they
+    share this process; ``batch_score_flow.with_options(task_runner=DaskTaskRunner(...))`` spreads them
+    over a Dask cluster (see :func:`dask_batch_score`). Returns the model version, the days scored,
+    the row count and the alert count.
     """
     from model.registry import CHAMPION, alias_version, configure_mlflow, load_booster, load_model_card
-    from model.training import matrix, predict
 
     settings = current_settings()
     configure_mlflow(settings.tracking_uri, settings.experiment, settings.artifact_root)
@@ -63,7 +92,7 @@ def batch_score_flow(start: date | None = None, end: date | None = None, only_ne
     if champion is None:
         raise ValueError(f"no '{CHAMPION}' alias on {settings.registered_model}: train and promote first")
     card = load_model_card(champion)
-    spec, threshold = FeatureSpec.from_dict(card["feature_spec"]), float(card["threshold"])
+    threshold = float(card["threshold"])
     lake, out_dir = Lake(settings.home_dir), scored_dir(settings.home_dir)
     todo = []
     for part in lake.lineage(start, end):
@@ -74,14 +103,13 @@ def batch_score_flow(start: date | None = None, end: date | None = None, only_ne
         print(f"nothing to score in {start or 'start'}..{end or 'end'}: every day is scored by v{champion.version}")
         return {"model_version": champion.version, "days": [], "scored": 0, "alerts": 0}
     days = [date.fromisoformat(s["partition"]) for s in todo]
-    history = lake.read(min(days) - timedelta(days=spec.history_days), max(days))
-    features = compute_features(history, spec).filter(pl.col("tx_datetime").dt.date().is_in(days))
-    scores = predict(load_booster(champion), matrix(features, spec))
-    scored = features.select("transaction_id", "tx_datetime", "customer_id", "terminal_id", "amount").with_columns(
-        score=pl.Series(scores, dtype=pl.Float64),
-        decision=pl.when(pl.Series(scores) >= threshold).then(pl.lit("alert")).otherwise(pl.lit("approve")),
-        model_version=pl.lit(champion.version),
-    )
+    model = bytes(load_booster(champion).save_raw("ubj"))
+    chunks = [days[i : i + chunk_days] for i in range(0, len(days), chunk_days)]
+    futures = [
+        score_days_task.submit(str(lake.root), chunk, card["feature_spec"], model, threshold, champion.version)
+        for chunk in chunks
+    ]
+    scored = pl.concat([f.result() for f in futures]).sort("tx_datetime", "transaction_id")
     for source in todo:
         day = scored.filter(pl.col("tx_datetime").dt.date() == date.fromisoformat(source["partition"]))
         write_scored_day(day, out_dir / f"date={source['partition']}", source)
@@ -114,3 +142,19 @@ def read_scored(home: Path, start: date | None = None, end: date | None = None) 
         and (end is None or date.fromisoformat(p.parent.name[5:]) <= end)
     ]
     return pl.concat([pl.read_parquet(p) for p in keep]) if keep else pl.DataFrame()
+
+
+def dask_batch_score(
+    start: date | None = None, end: date | None = None, only_new: bool = True, workers: int = 2, **cluster: Any
+) -> dict[str, Any]:
+    """:func:`batch_score_flow` with its day chunks on a local Dask cluster (``workers`` processes).
+
+    The same flow on a real cluster: pass ``address=`` of a Dask scheduler instead (docs/operations.md).
+    """
+    from prefect_dask import DaskTaskRunner
+
+    if "address" in cluster:
+        runner = DaskTaskRunner(address=cluster["address"])
+    else:
+        runner = DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, **cluster})
+    return batch_score_flow.with_options(task_runner=runner)(start, end, only_new)

@@ -133,3 +133,15 @@ def test_inbox_quarantines_a_corrupt_file_and_still_lands_the_next(world: dict[s
     failed = inbox / "failed" / "a-corrupt.parquet"
     assert failed.exists() and "cannot read as parquet" in failed.with_name(failed.name + ".reason.txt").read_text()
     assert [p.name for p in (inbox / "done").iterdir()] and not list(inbox.glob("*.parquet"))
+
+
+def test_batch_scoring_on_a_dask_local_cluster_equals_the_single_process_path(world: dict[str, Any]) -> None:
+    from flows.scoring import batch_score_flow, dask_batch_score, read_scored
+
+    window = (date(2026, 3, 2), date(2026, 3, 20))
+    single = batch_score_flow(*window, only_new=False)
+    local = read_scored(world["home"], *window).sort("transaction_id")
+    spread = dask_batch_score(*window, only_new=False, workers=2)
+    assert spread["days"] == single["days"] and spread["scored"] == single["scored"] > 0
+    on_dask = read_scored(world["home"], *window).sort("transaction_id")
+    assert on_dask.equals(local)

@@ -92,8 +92,11 @@ def test_reingesting_the_same_file_is_idempotent(pipeline_result: dict[str, Any]
 def test_rerun_train_and_promote_makes_a_new_version_and_moves_champion(pipeline_result: dict[str, Any]) -> None:
     from flows.pipeline import promote_flow, train_flow
 
-    trained = train_flow(seed=7)
+    state = train_flow(seed=7, return_state=True)
+    trained = state.result()
     assert int(trained["version"]) == int(pipeline_result["train"]["version"]) + 1
+    # Same lake window, spec and feature code: the feature table comes from the persisted cache.
+    assert _task_state("build_features_task", state.state_details.flow_run_id) == "Cached"
     assert trained["recipe_source"] == f"champion v{pipeline_result['train']['version']}'s recipe"
     assert trained["recipe"] == pipeline_result["train"]["recipe"]
     decision = promote_flow()
@@ -111,3 +114,16 @@ def test_training_refuses_an_empty_window(prefect_harness: None, pipeline_result
 
     with pytest.raises(ValueError, match="no transactions"):
         train_flow(start=date(2001, 1, 1), end=date(2001, 1, 31))
+
+
+def _task_state(task_name: str, flow_run_id: object) -> str:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter, TaskRunFilterName
+
+    with get_client(sync_client=True) as client:
+        (run,) = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+            task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_=task_name)),
+        )
+    assert run.state is not None
+    return run.state.name
