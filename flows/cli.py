@@ -253,12 +253,19 @@ def score(
     start: Annotated[str | None, typer.Option("--from", help="First lake day to score (default: the first).")] = None,
     end: Annotated[str | None, typer.Option("--to", help="Last lake day to score (default: the newest).")] = None,
     only_new: Annotated[bool, typer.Option(help="Skip days already scored from the same data and model.")] = False,
+    dask_workers: Annotated[
+        int, typer.Option(min=0, help="Score the day chunks on a local Dask cluster of this many processes (0: no).")
+    ] = 0,
 ) -> None:
     """Score lake days with the champion into <home>/scored/ (transaction_id, score, decision, ...) with alerts."""
     settings = _settings()
-    from flows.scoring import batch_score_flow
+    from flows.scoring import batch_score_flow, dask_batch_score
 
-    out = batch_score_flow(_date(start, "--from"), _date(end, "--to"), only_new=only_new)
+    first, last = _date(start, "--from"), _date(end, "--to")
+    if dask_workers:
+        out = dask_batch_score(first, last, only_new=only_new, workers=dask_workers)
+    else:
+        out = batch_score_flow(first, last, only_new=only_new)
     console.print(
         f"scored {out['scored']} transactions on {len(out['days'])} day(s) with v{out['model_version']}: "
         f"{out['alerts']} alerts -> {settings.home_dir / 'scored'}"
