@@ -87,7 +87,7 @@ class MonitorResult:
 
 def _labels_with_feedback(frame: pl.DataFrame) -> tuple[pl.DataFrame, int]:
     """Lake labels overridden by labels that arrived through /feedback (newest wins); and how many did."""
-    from service.feedback import read_feedback
+    from features.feedback import read_feedback
 
     feedback = read_feedback()
     if feedback.height == 0:

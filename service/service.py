@@ -15,9 +15,9 @@ from prometheus_client import Counter, Histogram
 from pydantic import Field
 
 from features.contract import TransactionIn
+from features.feedback import FeedbackLog, default_feedback_path
 from features.online import FeatureStore
 from model.bundle import Bundle, read_bundle
-from service.feedback import FeedbackLog, default_feedback_path
 from service.gateway import Gateway
 from service.scoring import (
     MAX_BATCH_ROWS,

@@ -87,9 +87,9 @@ def test_monitor_is_quiet_on_a_steady_world_and_retrains_after_drift(world: dict
 
 
 def test_labels_from_feedback_drive_the_performance_check(world: dict[str, Any]) -> None:
+    from features.feedback import FeedbackLog, default_feedback_path
     from flows.monitor import monitor_flow
     from flows.scoring import batch_score_flow, read_scored
-    from service.feedback import FeedbackLog, default_feedback_path
 
     batch_score_flow()  # the newest days, with the current champion
     # Analysts report the 40 highest-scored transactions of the newest week as genuine and 40 of the

@@ -151,7 +151,7 @@ def test_a_second_worker_sees_what_the_first_scored(client: TestClient, pipeline
 
 
 def test_feedback_updates_the_terminal_risk_and_is_stored(client: TestClient) -> None:
-    from service.feedback import read_feedback
+    from features.feedback import read_feedback
 
     scored = {**VALID, "transaction_id": "fb-1", "terminal_id": "fb-terminal", "tx_datetime": "2026-06-01T12:00:00Z"}
     assert client.post("/score", json=scored).status_code == 200
