@@ -351,6 +351,10 @@ def up(
     settings = _settings()
     from flows.stack import Stack
 
+    def stop_on_term(*_: object) -> None:
+        raise KeyboardInterrupt  # `kill`, systemd and `timeout` send SIGTERM: stop the children as on Ctrl-C
+
+    signal.signal(signal.SIGTERM, stop_on_term)
     table = Table(title="fraudops stack (Ctrl-C stops everything)", show_header=False)
     with Stack(settings) as stack:
         try:
@@ -379,6 +383,7 @@ def up(
             raise typer.Exit(1) from None
         table.add_row("logs", str(stack.logs))
         console.print(table)
+        sys.stdout.flush()
         try:
             while all(s.process.poll() is None for s in stack.services):
                 time.sleep(1)
@@ -391,7 +396,10 @@ def up(
 def _latest_bento() -> str:
     import bentoml
 
-    bentos = sorted(bentoml.bentos.list("fraud_service"), key=lambda b: b.info.creation_time)
+    try:
+        bentos = sorted(bentoml.bentos.list("fraud_service"), key=lambda b: b.info.creation_time)
+    except bentoml.exceptions.NotFound:
+        bentos = []
     if not bentos:
         console.print("[red]no fraud_service Bento yet: run `fraudops build` (or `fraudops demo`) first[/red]")
         raise typer.Exit(1)

@@ -124,6 +124,8 @@ class Stack:
         url = f"http://{HOST}:{port}"
         cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", self.settings.tracking_uri]
         cmd += ["--host", HOST, "--port", str(port)]
+        # MLflow 3's server also starts a job runner with several consumer processes; the UI needs none.
+        self.env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
         return self.start("mlflow-ui", cmd, url, f"{url}/health")
 
     def bento(self, bento: str, port: int) -> Service:
