@@ -287,6 +287,42 @@ def monitor(
 
 
 @app.command()
+def evaluate(
+    protocol: Annotated[str, typer.Option(help="A-strict, A-extended or B (docs/quality.md).")],
+    data: Annotated[Path, typer.Option(help="The handbook file (Parquet or CSV), e.g. ../shared/data/handbook/...")],
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the figures per model to this JSON file.")
+    ] = None,
+    feature_set: Annotated[
+        str, typer.Option(help="extended (19 features) or baseline (the published 15).")
+    ] = "extended",
+    budget_seconds: Annotated[float, typer.Option(min=0, help="Time budget of the hyperparameter search.")] = 300.0,
+    max_trials: Annotated[int | None, typer.Option(min=1, help="Cap on search trials (reproducible runs).")] = None,
+    seed: Seed = 42,
+) -> None:
+    """Evaluate XGBoost and logistic regression under a published protocol, next to the published figures.
+
+    Hyperparameters are chosen on validation periods before the test period; everything is logged to MLflow.
+    """
+    _settings()
+    from features.sources import SourceError
+    from flows.evaluate import evaluate_flow
+    from model.protocols import PROTOCOLS
+
+    if protocol not in PROTOCOLS:
+        raise typer.BadParameter(f"expected one of {', '.join(PROTOCOLS)}", param_hint="--protocol")
+    if feature_set not in ("extended", "baseline"):
+        raise typer.BadParameter("expected extended or baseline", param_hint="--feature-set")
+    try:
+        evaluate_flow(
+            protocol, str(data), str(json_out) if json_out else None, feature_set, budget_seconds, seed, max_trials
+        )
+    except (SourceError, ValueError, RuntimeError) as exc:
+        console.print(f"[red]evaluation failed[/red]: {exc}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
 def build() -> None:
     """Package the champion as a BentoML model and build the Bento (tagged with the model version)."""
     _settings()

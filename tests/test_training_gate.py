@@ -113,3 +113,20 @@ def test_training_saves_its_reference_profile_and_gx_result(own_home: Path, tmp_
     gate = json.loads(Path(client.download_artifacts(trained["run_id"], "validation/feature_gate.json")).read_text())
     assert gate["success"] and gate["failed"] == 0 and gate["evaluated"] >= 2 * len(card["feature_names"])
     assert client.get_run(trained["run_id"]).data.metrics["feature_gate_success"] == 1.0
+
+
+def test_scheduled_retrain_searches_around_the_champions_recipe(own_home: Path, tmp_path: Path) -> None:
+    import mlflow
+
+    from flows.pipeline import ingest_flow, promote_flow, train_flow
+    from flows.settings import Settings
+
+    frame = simulate_transactions(SimulatorConfig.scaled(**WORLD, n_days=90, start_date=START, origin=START))
+    write_parquet_atomic(frame, tmp_path / "world.parquet")
+    ingest_flow(str(tmp_path / "world.parquet"))
+    first = train_flow()
+    assert promote_flow()["promote"] and first["recipe_source"] == "default recipe"
+    searched = train_flow(search_budget_s=20)
+    assert searched["recipe_source"].startswith(f"champion v{first['version']}'s recipe, searched (")
+    tags = mlflow.MlflowClient(Settings().tracking_uri).get_run(searched["run_id"]).data.tags
+    assert int(tags["fraudops.search_trials"]) >= 1 and tags["fraudops.recipe_source"].startswith("champion v")
