@@ -31,6 +31,7 @@ from features.engineering import FeatureSpec, compute_features
 from features.lake import write_atomic
 from features.sources import SourceFormat, detect_format, read_table, to_canonical_frame
 from flows.settings import Settings
+from model.anchors import ANCHORS
 from model.protocols import (
     A_TRAIN_START,
     MODELS,
@@ -48,21 +49,11 @@ from model.training import TrainingConfig
 
 T = TypeVar("T")
 
-#: Published results on the handbook data. Source: ../shared/data/handbook/README.md, section
-#: "Published results on this data" (Le Borgne et al., Reproducible Machine Learning for Credit Card
-#: Fraud Detection – Practical Handbook, ULB). Facts about published work, kept for comparison only.
+#: Published results on the handbook data (``model/anchors.py``, one table shared with the UI), by
+#: protocol letter and model name. Facts about published work, kept for comparison only.
 PUBLISHED: dict[str, dict[str, dict[str, float]]] = {
-    "A": {
-        "logistic regression": {"auc": 0.871, "ap": 0.606, "cp_at_100": 0.291},
-        "decision tree (depth 2)": {"auc": 0.763, "ap": 0.496, "cp_at_100": 0.241},
-        "random forest": {"auc": 0.867, "ap": 0.658, "cp_at_100": 0.287},
-        "XGBoost": {"auc": 0.862, "ap": 0.639, "cp_at_100": 0.273},
-    },
-    "B": {
-        "logistic regression": {"auc": 0.868, "ap": 0.623, "cp_at_100": 0.297},
-        "random forest": {"auc": 0.870, "ap": 0.678, "cp_at_100": 0.299},
-        "XGBoost": {"auc": 0.869, "ap": 0.687, "cp_at_100": 0.303},
-    },
+    letter: {a.model: {"auc": a.auc, "ap": a.ap, "cp_at_100": a.cp_at_100} for a in ANCHORS if a.protocol == letter}
+    for letter in ("A", "B")
 }
 #: Which published table each protocol is compared with (A-extended keeps protocol A's test set).
 PUBLISHED_TABLE = {"A-strict": "A", "A-extended": "A", "B": "B"}
