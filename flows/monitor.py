@@ -118,11 +118,13 @@ def monitor_flow(
     min_labelled_frauds: int = 50,
     retrain: str = "auto",
     retrain_deployment: str = RETRAIN_DEPLOYMENT,
+    search_budget_s: float = 120.0,
 ) -> dict[str, Any]:
     """Compare the newest ``days`` with the champion's training window; retrain when a threshold is crossed.
 
     ``retrain``: ``auto`` (the deployment if it exists, else the flow in process), ``deployment``,
-    ``inline`` or ``off``.
+    ``inline`` or ``off``. An in-process retrain searches around the champion's recipe for
+    ``search_budget_s`` seconds (a deployment run uses its own parameters).
     """
     from model.registry import CHAMPION, alias_version, configure_mlflow, load_booster, load_model_card
     from model.training import matrix, predict
@@ -199,7 +201,7 @@ def monitor_flow(
             f"(limit {limits.max_rejected_share:.0%}); see the quarantine and the Data Docs"
         )
     if result.reasons and retrain != "off":
-        result.retrain = _trigger_retrain(retrain, retrain_deployment)
+        result.retrain = _trigger_retrain(retrain, retrain_deployment, search_budget_s)
     elif result.reasons:
         result.retrain = "needed, but retrain='off'"
     links = {
@@ -211,7 +213,7 @@ def monitor_flow(
     return asdict(result)
 
 
-def _trigger_retrain(mode: str, deployment: str) -> str:
+def _trigger_retrain(mode: str, deployment: str, search_budget_s: float) -> str:
     """Start the retrain; return what happened (for the summary)."""
     from prefect.deployments import run_deployment
 
@@ -225,7 +227,7 @@ def _trigger_retrain(mode: str, deployment: str) -> str:
             get_run_logger().info("deployment %s unavailable (%s): retraining in process", deployment, exc)
     from flows.pipeline import train_and_promote_flow
 
-    out = train_and_promote_flow()
+    out = train_and_promote_flow(search_budget_s=search_budget_s)
     promoted = out["promote"]["promote"]
     version = out["train"]["version"]
     return f"retrained in process: v{version} {'promoted to champion' if promoted else 'not promoted'}"

@@ -80,7 +80,7 @@ def test_monitor_is_quiet_on_a_steady_world_and_retrains_after_drift(world: dict
     write_parquet_atomic(drifted, world["tmp"] / "drifted.parquet")
     ingest_flow(str(world["tmp"] / "drifted.parquet"))
 
-    alarmed = monitor_flow()  # no Prefect deployment here: "auto" retrains in process
+    alarmed = monitor_flow(search_budget_s=5)  # no Prefect deployment here: "auto" retrains in process
     assert any(r.startswith("drift: ") for r in alarmed["reasons"]), alarmed
     assert alarmed["retrain"].startswith("retrained in process: v"), alarmed["retrain"]
     assert int(alarmed["retrain"].split(" v")[1].split()[0]) == int(world["version"]) + 1
