@@ -124,10 +124,11 @@ class Scorer:
         add up exactly to the margin, and on this model they cost ~0.3 ms per row instead of ~2 ms.
         """
         contributions = self.booster.predict(
-            xgb.DMatrix(rows, feature_names=self.feature_names, nthread=1),
+            xgb.DMatrix(rows, nthread=1),  # columns in model order by construction: skip the name check
             pred_contribs=True,
             approx_contribs=True,
             iteration_range=self._iteration_range,
+            validate_features=False,
         )
         margins = contributions.sum(axis=1, dtype=np.float64)  # features + bias column
         probabilities = 1.0 / (1.0 + np.exp(-margins))

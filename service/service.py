@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from http import HTTPStatus
 from pathlib import Path
@@ -101,15 +102,16 @@ def _monitor(results: list[ScoreResponse], txs: list[TransactionIn]) -> None:
     for r in results:
         DECISIONS.labels(r.decision, r.model_version).inc()
         SCORES.labels(r.model_version).observe(r.fraud_probability)
+    # One call per column (not 7 per row); "feature"/"prediction" are the roles BentoML knows (another
+    # role writes a warning per call).
     with bentoml.monitor(MONITOR_NAME) as mon:
-        for r, tx in zip(results, txs, strict=True):
-            mon.log(r.transaction_id, "transaction_id", "request_id", "categorical")
-            mon.log(tx.tx_datetime.isoformat(), "tx_datetime", "feature", "categorical")
-            mon.log(hash_id(tx.customer_id), "customer_hash", "feature", "categorical")
-            mon.log(tx.amount, "amount", "feature", "numerical")
-            mon.log(r.fraud_probability, "fraud_probability", "prediction", "numerical")
-            mon.log(r.decision, "decision", "prediction", "categorical")
-            mon.log(r.model_version, "model_version", "feature", "categorical")
+        mon.log_batch([r.transaction_id for r in results], "transaction_id", "feature", "categorical")
+        mon.log_batch([tx.tx_datetime.isoformat() for tx in txs], "tx_datetime", "feature", "categorical")
+        mon.log_batch([hash_id(tx.customer_id) for tx in txs], "customer_hash", "feature", "categorical")
+        mon.log_batch([tx.amount for tx in txs], "amount", "feature", "numerical")
+        mon.log_batch([r.fraud_probability for r in results], "fraud_probability", "prediction", "numerical")
+        mon.log_batch([r.decision for r in results], "decision", "prediction", "categorical")
+        mon.log_batch([r.model_version for r in results], "model_version", "feature", "categorical")
 
 
 def _batch_rows(count: int, limit: int, where: str) -> None:
@@ -134,6 +136,10 @@ class FraudService:
         self.scorer = Scorer(bundle, store=open_store(bundle, self.bento_model.tag.name))
         self.feedback_log = FeedbackLog(default_feedback_path())
         _loaded[:] = [self.scorer]
+        # The loaded model, state and libraries are long-lived: keep them out of every later GC pass
+        # (measured: /score p99 at concurrency 32 fell from 653 to 185 ms, bench/results/service.json).
+        gc.collect()
+        gc.freeze()
 
     @bentoml.api(route="/score", input_spec=TransactionIn, output_spec=ScoreResponse)
     def score(self, **transaction: Any) -> ScoreResponse:
