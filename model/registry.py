@@ -19,6 +19,10 @@ MODEL_CARD = "model_card.json"
 RECIPE_PREFIX = "recipe_"
 
 
+class TrackingUnavailable(RuntimeError):
+    """The MLflow tracking server cannot be reached (after the client's own retries)."""
+
+
 @dataclass(frozen=True)
 class RegisteredModel:
     """A registered model version and the run that produced it."""
@@ -39,9 +43,14 @@ def configure_mlflow(tracking_uri: str, experiment: str, artifact_root: Path | N
     With a local SQLite store, artifacts go under ``artifact_root`` instead of ``./mlruns``.
     """
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     mlflow.set_tracking_uri(tracking_uri)
-    found = mlflow.get_experiment_by_name(experiment)
+    try:  # the client retries with backoff first (MLFLOW_HTTP_REQUEST_MAX_RETRIES, ..._BACKOFF_FACTOR)
+        found = mlflow.get_experiment_by_name(experiment)
+    except MlflowException as exc:
+        message = f"MLflow tracking at {tracking_uri} is unreachable, nothing was logged: {exc}"
+        raise TrackingUnavailable(message) from exc
     if found is not None:
         experiment_id = found.experiment_id
     else:

@@ -1,5 +1,6 @@
 """The GX feature gate in front of training, in a home of its own: broken data fails the run, registers nothing."""
 
+import os
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -130,3 +131,24 @@ def test_scheduled_retrain_searches_around_the_champions_recipe(own_home: Path, 
     assert searched["recipe_source"].startswith(f"champion v{first['version']}'s recipe, searched (")
     tags = mlflow.MlflowClient(Settings().tracking_uri).get_run(searched["run_id"]).data.tags
     assert int(tags["fraudops.search_trials"]) >= 1 and tags["fraudops.recipe_source"].startswith("champion v")
+
+
+def test_unreachable_mlflow_fails_training_clearly_and_registers_nothing(
+    own_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.pipeline import ingest_flow, train_flow
+    from model.registry import TrackingUnavailable
+
+    frame = simulate_transactions(SimulatorConfig.scaled(**WORLD, n_days=60, start_date=START, origin=START))
+    write_parquet_atomic(frame, tmp_path / "world.parquet")
+    ingest_flow(str(tmp_path / "world.parquet"))
+    registry = os.environ["FRAUDOPS_MLFLOW_TRACKING_URI"]
+    monkeypatch.setenv("FRAUDOPS_MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # discard port: nothing listens
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
+    state = train_flow(return_state=True)
+    assert state.is_failed()
+    with pytest.raises(TrackingUnavailable, match=r"MLflow tracking at http://127.0.0.1:9 is unreachable"):
+        state.result()
+    monkeypatch.setenv("FRAUDOPS_MLFLOW_TRACKING_URI", registry)  # this test's own registry: still empty
+    assert _versions() == []
