@@ -57,6 +57,15 @@ def pipeline_result(prefect_harness: None) -> dict[str, Any]:
     return pipeline_flow(**PIPELINE_SIZE)
 
 
+def use_own_home(mp: pytest.MonkeyPatch, root: Path) -> Path:
+    """Point FRAUDOPS_HOME and MLflow (SQLite) at ``root`` for a test that needs a registry of its own."""
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    mp.setenv("FRAUDOPS_HOME", str(root / "home"))
+    mp.setenv("FRAUDOPS_MLFLOW_TRACKING_URI", uri)
+    mp.setenv("MLFLOW_TRACKING_URI", uri)
+    return root / "home"
+
+
 @pytest.fixture(scope="session")
 def home() -> Path:
     return Path(os.environ["FRAUDOPS_HOME"])

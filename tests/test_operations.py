@@ -16,15 +16,14 @@ WORLD = {"n_customers": 300, "n_terminals": 600, "seed": 9}
 @pytest.fixture(scope="module")
 def world(prefect_harness: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """100 simulated days in the lake and a champion trained on them."""
+    from conftest import use_own_home
+
     from features.lake import write_parquet_atomic
     from features.simulator import SimulatorConfig, simulate_transactions
 
     tmp = tmp_path_factory.mktemp("operations")
-    uri = f"sqlite:///{tmp / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FRAUDOPS_HOME", str(tmp / "home"))
-        mp.setenv("FRAUDOPS_MLFLOW_TRACKING_URI", uri)
-        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        use_own_home(mp, tmp)
         mp.setenv("FRAUDOPS_FEEDBACK_DB", str(tmp / "feedback.sqlite"))
         from flows.pipeline import ingest_flow, promote_flow, train_flow
 

@@ -67,15 +67,14 @@ START = date(2026, 2, 1)
 @pytest.fixture(scope="module")
 def registry(prefect_harness: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A lake of 100 simulated days, champion v1 and challenger v2 (another seed), in a home of its own."""
+    from conftest import use_own_home
+
     from features.lake import write_parquet_atomic
     from features.simulator import SimulatorConfig, simulate_transactions
 
     tmp = tmp_path_factory.mktemp("promotion")
-    uri = f"sqlite:///{tmp / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FRAUDOPS_HOME", str(tmp / "home"))
-        mp.setenv("FRAUDOPS_MLFLOW_TRACKING_URI", uri)
-        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        use_own_home(mp, tmp)
         from flows.pipeline import ingest_flow, train_flow
         from flows.promotion import promote_flow
 

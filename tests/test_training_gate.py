@@ -7,6 +7,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from conftest import use_own_home
 
 from features.lake import write_parquet_atomic
 from features.simulator import SimulatorConfig, simulate_transactions
@@ -20,12 +21,7 @@ WORLD = {"n_customers": 300, "n_terminals": 600, "seed": 5}
 @pytest.fixture
 def own_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_harness: None) -> Iterator[Path]:
     """A fresh home with its own MLflow SQLite store (the session's registry is left alone)."""
-    home = tmp_path / "home"
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("FRAUDOPS_HOME", str(home))
-    monkeypatch.setenv("FRAUDOPS_MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    yield home
+    yield use_own_home(monkeypatch, tmp_path)
 
 
 def _versions() -> list[str]:
