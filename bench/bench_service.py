@@ -243,18 +243,22 @@ def write_lines(path: Path, bodies: list[Any]) -> Path:
 
 def profile_inprocess(world: World, args: argparse.Namespace, tmp: Path) -> dict[str, Stat]:
     """Raw booster ceilings and the scorer's parts, per request and per batch, in this process."""
+    import pydantic_core
     from bentoml._internal.monitoring.api import _MONITOR_INSTANCES
     from bentoml._internal.monitoring.base import MonitorBase
     from bentoml._internal.monitoring.default import DefaultMonitor
 
     import service.service as served  # the served module: its _monitor is what every /score runs
     from features.sqlite_store import SQLiteFeatureStore
+    from service.monitoring import JsonLinesMonitor
     from service.scoring import Scorer
     from service.uploads import read_upload
 
-    # The served monitor writes JSON lines under FRAUDOPS_MONITOR_DIR; do the same here, in the temp dir. Its
-    # warnings (one per logged field with an unofficial role) go to a file too, as a server's go to its log.
-    _MONITOR_INSTANCES[served.MONITOR_NAME] = DefaultMonitor(served.MONITOR_NAME, log_path=str(tmp / "monitor-local"))
+    # The served monitor writes JSON lines under FRAUDOPS_MONITOR_DIR; do the same here, in the temp dir. Any
+    # warnings go to a file too, as a server's go to its log.
+    served_monitor = JsonLinesMonitor(served.MONITOR_NAME, log_path=str(tmp / "monitor-local"))
+    default_monitor = DefaultMonitor(served.MONITOR_NAME, log_path=str(tmp / "monitor-default"))
+    _MONITOR_INSTANCES[served.MONITOR_NAME] = served_monitor
     warnings = logging.getLogger(MonitorBase.__module__)
     warnings.addHandler(logging.FileHandler(tmp / "monitor-warnings.log"))
     warnings.propagate = False
@@ -302,7 +306,8 @@ def profile_inprocess(world: World, args: argparse.Namespace, tmp: Path) -> dict
     timed("part_online_features_memory", lambda: [memory.features(tx) for tx in next(memory_chunks)], n)
     txs = chunks[-1]  # the transactions of ``rows``
 
-    # The SQLite store's two halves, on transactions it has not seen: the window queries, then the insert.
+    # The SQLite store's parts, on transactions it has not seen: catching up, the window queries, the insert.
+    timed("part_sqlite_refresh", lambda: [store.refresh() for _ in range(n)], n)
     split_chunks = [[TransactionIn.model_validate(d) for d in chunk] for chunk in unseen("in-process parts", n)]
     events = [[(tx, to_epoch_us(tx.tx_datetime)) for tx in chunk] for chunk in split_chunks]
     read_chunks, insert_chunks = iter(events), iter(events)
@@ -323,20 +328,25 @@ def profile_inprocess(world: World, args: argparse.Namespace, tmp: Path) -> dict
     results: list[Any] = []
 
     def score_rows() -> None:
-        results[:] = [scorer.score_rows([tx], x)[0] for tx, x in zip(txs, rows, strict=True)]
+        results[:] = [scorer.results([tx], x)[0] for tx, x in zip(txs, rows, strict=True)]
 
     timed("part_score_rows", score_rows, n)
-    timed("part_serialize", lambda: [res.model_dump_json() for res in results], n)
+    timed("part_serialize", lambda: [pydantic_core.to_json(res) for res in results], n)
     timed("part_monitor", lambda: [served._monitor([res], [tx]) for res, tx in zip(results, txs, strict=True)], n)
+    _MONITOR_INSTANCES[served.MONITOR_NAME] = default_monitor
+    timed(
+        "lever_monitor_default", lambda: [served._monitor([res], [tx]) for res, tx in zip(results, txs, strict=True)], n
+    )
+    _MONITOR_INSTANCES[served.MONITOR_NAME] = served_monitor
 
     request_chunks = iter([[json.dumps(d).encode() for d in chunk] for chunk in unseen("in-process parts", n)])
 
     def requests() -> None:  # what one /score does past HTTP: validate, score, log, encode
         for body in next(request_chunks):
             tx = TransactionIn.model_validate_json(body)
-            result = scorer.score(TransactionIn.model_construct(**dict(tx)))
+            result = scorer.score_one(TransactionIn.model_construct(**dict(tx)))
             served._monitor([result], [tx])
-            result.model_dump_json()
+            pydantic_core.to_json(result)
 
     timed("inprocess_request", requests, n)
 
@@ -346,19 +356,23 @@ def profile_inprocess(world: World, args: argparse.Namespace, tmp: Path) -> dict
     answer: list[Any] = []
 
     def score_batch() -> None:
-        answer[:] = [scorer.score_batch_with_inputs(next(batches))]
+        answer[:] = [scorer.score_batch(next(batches))]
 
     # No warm-up call here: the per-row paths are warm already, and each 10k-row call costs seconds.
     stats["inprocess_score_batch"] = throughput(measure(score_batch, r, warmup=0), b)
-    response, valid = answer[0]
+    response = answer[0]
+    valid = response.transactions
     adapter = TypeAdapter(TransactionIn)
     raw_batch = [tx.model_dump(mode="json") for tx in valid]
     batch_rows = np.vstack([memory.features(tx) for tx in valid])
     timed("batch_part_validate", lambda: [adapter.validate_python(d) for d in raw_batch], b, "us/row")
     timed("batch_part_contributions", lambda: contributions(batch_rows), b, "us/row")
-    timed("batch_part_score_rows", lambda: scorer.score_rows(valid, batch_rows), b, "us/row")
-    timed("batch_part_serialize", response.model_dump_json, b, "us/row")
+    timed("batch_part_score_rows", lambda: scorer.results(valid, batch_rows), b, "us/row")
+    timed("batch_part_serialize", response.to_json, b, "us/row")
     timed("batch_part_monitor", lambda: served._monitor(response.results, valid), b, "us/row")
+    _MONITOR_INSTANCES[served.MONITOR_NAME] = default_monitor
+    timed("lever_batch_monitor_default", lambda: served._monitor(response.results, valid), b, "us/row")
+    _MONITOR_INSTANCES[served.MONITOR_NAME] = served_monitor
     stats["raw_inplace_predict_batch"] = throughput(
         measure(lambda: booster.inplace_predict(batch_rows, iteration_range=trees), r), b
     )
@@ -794,22 +808,25 @@ def verdict(ok: bool) -> str:
 
 PARTS = {
     "part_validate": "TransactionIn.model_validate_json of the request body",
-    "part_online_features_sqlite": "Scorer.features, SQLite store (as served): ~10 indexed queries + an insert",
-    "part_sqlite_reads": "of which: SQLiteFeatureStore.features (the window queries) alone",
-    "part_sqlite_insert": "of which: SQLiteFeatureStore.observe (one autocommit INSERT, 3 indexes) alone",
+    "part_online_features_sqlite": "Scorer.features, SQLite store (as served): catch up + mirror windows + insert",
+    "part_sqlite_refresh": "of which: SQLiteFeatureStore.refresh with nothing new (one read transaction)",
+    "part_sqlite_reads": "of which: SQLiteFeatureStore.features (the window queries, on the mirror) alone",
+    "part_sqlite_insert": "of which: SQLiteFeatureStore.observe (mirror + one autocommit INSERT) alone",
     "part_dmatrix": "xgb.DMatrix of one row (the scorer builds one per request)",
     "part_predict_dmatrix": "DMatrix + plain predict (no contributions), for comparison",
     "part_contributions": "DMatrix + predict(pred_contribs, approx_contribs): the scorer's booster call",
-    "part_score_rows": "Scorer.score_rows for one row: contributions + top reasons + ScoreResponse",
-    "part_serialize": "ScoreResponse.model_dump_json (what BentoML sends)",
-    "part_monitor": "service._monitor: bentoml.monitor, 7 fields, one JSON log line (+ a warning per call)",
+    "part_score_rows": "Scorer.results for one row: contributions + top reasons as plain data",
+    "part_serialize": "pydantic_core.to_json of the answer (the service encodes it itself)",
+    "part_monitor": "service._monitor: counters + bentoml.monitor (JsonLinesMonitor), 7 fields, one line",
+    "lever_monitor_default": "lever: the same with BentoML's default monitor (a logging call per row)",
 }
 BATCH_PARTS = {
     "batch_part_validate": "TypeAdapter(TransactionIn).validate_python per record",
     "batch_part_contributions": "one DMatrix + pred_contribs call for the whole batch",
-    "batch_part_score_rows": "Scorer.score_rows: contributions + reasons + ScoreResponse objects",
-    "batch_part_serialize": "BatchResponse.model_dump_json",
-    "batch_part_monitor": "service._monitor for the batch (7 fields per row, a warning per row)",
+    "batch_part_score_rows": "Scorer.results: contributions + reasons as plain data",
+    "batch_part_serialize": "ScoredBatch.to_json (pydantic-core)",
+    "batch_part_monitor": "service._monitor for the batch (JsonLinesMonitor: one write)",
+    "lever_batch_monitor_default": "lever: the same with BentoML's default monitor (a logging call per row)",
     "batch_part_read_parquet": "service.uploads.read_upload of the Parquet file (to dicts)",
 }
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import bisect
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -63,8 +64,9 @@ class FeatureStore(ABC):
     :meth:`features` holds every definition once; a store only answers the queries below and
     records events (:meth:`observe`, :meth:`add_label`). Implementations: the in-process
     :class:`OnlineFeatureState` (one worker) and ``features.sqlite_store.SQLiteFeatureStore``
-    (several worker processes on one machine). A Redis store would implement the same methods
-    with sorted sets per customer, terminal and pair.
+    (several worker processes on one machine: a shared log each worker mirrors, see
+    :meth:`refresh`). A Redis store would implement the same methods with sorted sets per
+    customer, terminal and pair.
     """
 
     spec: FeatureSpec
@@ -108,6 +110,15 @@ class FeatureStore(ABC):
     @abstractmethod
     def __len__(self) -> int:
         """Transactions in the store."""
+
+    def refresh(self) -> None:
+        """Catch up with what other writers added (a no-op for a store only this process writes)."""
+        return
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Observations inside may be written together at the end (a shared store's one transaction)."""
+        yield
 
     def observe_many(self, rows: Iterable[tuple[str, str, str, int, float, int | None]]) -> None:
         """Observe (transaction_id, customer_id, terminal_id, t_us, amount, label) rows in order."""

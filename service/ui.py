@@ -285,7 +285,7 @@ def build_ui(get_scorer: Callable[[], Scorer]) -> gr.Blocks:
         except UploadError as exc:
             raise user_error(str(exc), "Unreadable file") from None
         extra = upload.ignored_columns
-        batch = get_scorer().score_batch(upload.records, upload.unreadable)
+        batch = get_scorer().score_batch(upload.records, upload.unreadable).to_model()
         results, rejected, download = batch_tables(batch)
         counts = f"**received {batch.received}** = scored {batch.scored} + rejected {batch.rejected}"
         if extra:

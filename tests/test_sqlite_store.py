@@ -72,3 +72,31 @@ def test_a_second_worker_process_sees_what_the_first_observed(tmp_path: Path, sm
         reference.features(tid, cust, term, t_us, amount, when),
         atol=1e-9,
     )
+
+
+def test_batches_land_whole_and_labels_reach_every_worker(tmp_path: Path) -> None:
+    """A batch is invisible to the other worker until it commits; a label from either worker counts in both."""
+    spec = FeatureSpec()
+    a, b = (SQLiteFeatureStore(tmp_path / "shared.sqlite", spec) for _ in range(2))
+    day = 86_400 * 1_000_000
+    t0 = 1_600_000_000 * 1_000_000
+    with a.batch():
+        for k in range(3):
+            assert a.observe(f"tx{k}", "c1", "t1", t0 + k, 10.0)
+        b.refresh()
+        assert len(b) == 0 and not b.knows("tx0")  # nothing written before the batch ends
+    b.refresh()
+    assert len(b) == 3 and b.customer_window("c1", t0 - day, t0 + day) == (3, 30.0)
+    assert not b.observe("tx0", "c1", "t1", t0, 10.0)  # already known: not counted twice
+
+    assert a.add_label("tx1", 1)
+    b.refresh()
+    assert b.terminal_window("t1", t0 - day, t0 + day) == (3, 1.0)
+    # b labels a transaction a wrote after b's last refresh: b catches up first.
+    assert a.observe("tx9", "c2", "t1", t0 + 9, 5.0)
+    assert b.add_label("tx9", 1) and not b.add_label("unknown", 1)
+    a.refresh()
+    assert a.terminal_window("t1", t0 - day, t0 + day) == (4, 2.0)
+    # A third worker starting now reads the labels with the events.
+    c = SQLiteFeatureStore(tmp_path / "shared.sqlite", spec)
+    assert c.terminal_window("t1", t0 - day, t0 + day) == (4, 2.0)
