@@ -13,12 +13,13 @@ Uses simulated data only (no ../shared). One run:
 - ceilings served side by side in the same run and loaded interleaved with ours (repeat 1 of each, repeat 2 of
   each, ...), so a shared machine's drift hits them alike: bench/minimal_service.py (BentoML, same request
   validation, ``inplace_predict`` on one prepared row) and bench/bare_app.py (Starlette under uvicorn, same work);
-- levers, each interleaved with its baseline at concurrency 32 on 2 workers: access log off, ``gc.freeze()``
-  after the model loads (via a temporary ``sitecustomize`` on the server's PYTHONPATH; nothing in service/
-  changes), adaptive batching on vs off (on the minimal service: ``/score`` has no batchable endpoint), httpx
-  vs aiohttp as the load generator; and, to show where served time goes, ours with the in-memory store and
-  ours with prediction monitoring off (1 worker, concurrency 1 and 8); in-process, in-memory vs SQLite state;
-  idle CPU of each server.
+- levers, each interleaved with its baseline at concurrency 32 on 2 workers: access log off, an ``async def``
+  API vs a sync one (on the minimal service), adaptive batching on vs off (on the minimal service: ``/score``
+  has no batchable endpoint), httpx vs aiohttp as the load generator (``gc.freeze()`` after the model loads,
+  measured as a lever at d92273c: p99 at c32 from 653 to 185 ms, is now in the service); and, to show where
+  served time goes, ours with the in-memory store and ours with prediction monitoring off (1 worker,
+  concurrency 1 and 8); in-process, in-memory vs SQLite state, BentoML's default monitor vs ours; idle CPU of
+  each server.
 Each figure is the median of its repeats, with min and max. Latency figures are the p50/p99 of one repeat's
 requests; req/s counts 2xx answers per wall second. The load generator shares the 2 cores with the servers.
 ``--quick``: a small world, fewer requests, 2 workers only, none of the extra servers of ours (levers).
@@ -108,26 +109,6 @@ GOAL_P50_MS, GOAL_P99_MS = 2.5, 20.0
 GOAL_RPS_C32_W2 = 1_000.0
 GOAL_SHARE_OF_MINIMAL = 0.9
 GOAL_JSON_ROWS_S, GOAL_PARQUET_ROWS_S = 150_000.0, 500_000.0
-
-# Written to a temporary directory put on the server's PYTHONPATH for the gc.freeze lever: once the service
-# module has loaded its scorer, collect and freeze everything allocated so far (a thread polls, because the
-# service code is not changed for the benchmark).
-GC_FREEZE_SITECUSTOMIZE = """\
-import gc, sys, threading, time
-
-def _freeze_after_load():
-    for _ in range(3000):
-        module = sys.modules.get("service.service")
-        if module is not None and getattr(module, "_loaded", None):
-            gc.collect()
-            gc.freeze()
-            print(f"bench: gc.freeze() froze {gc.get_freeze_count()} objects", file=sys.stderr, flush=True)
-            return
-        time.sleep(0.1)
-
-threading.Thread(target=_freeze_after_load, daemon=True).start()
-"""
-GC_FREEZE_MARKER = "bench: gc.freeze() froze"
 
 
 def parse_args() -> argparse.Namespace:
@@ -623,8 +604,8 @@ class Served:
     bare_httpx: Load | None = None
     batching_off: Load | None = None
     batching_on: Load | None = None
+    async_api: Load | None = None
     access_log_off: Load | None = None
-    gc_freeze: Load | None = None
     idle_cpu: dict[str, Stat] = field(default_factory=dict)  # bare, minimal, ours: first worker count
     memory_store: dict[int, Load] = field(default_factory=dict)  # concurrency -> ours, in-process state, 1 worker
     monitoring_off: dict[int, Load] = field(default_factory=dict)  # concurrency -> ours, monitoring disabled
@@ -700,9 +681,6 @@ def run_served(world: World, tag: str, args: argparse.Namespace, tmp: Path) -> S
     ceiling = records(world.pool.slice(world.cursor, args.warmup + args.repeats * n_max))
     ceiling_bodies = write_lines(tmp / "ceiling.jsonl", ceiling)
     wrapped = write_lines(tmp / "ceiling-list.jsonl", [{"transactions": [tx]} for tx in ceiling])
-    site = tmp / "gc-freeze"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(GC_FREEZE_SITECUSTOMIZE)
 
     def unseen(name: str, c: int) -> Path:  # /score bodies never sent before, for one target at one concurrency
         rows = records(world.take(args.warmup + args.repeats * requests_at(c, args), name))
@@ -763,22 +741,14 @@ def run_served(world: World, tag: str, args: argparse.Namespace, tmp: Path) -> S
                         Target("bare_httpx", f"{bare}/predict", ceiling_bodies, client="httpx"),
                         Target("minimal_list", f"{minimal}/predict_list", wrapped),
                         Target("minimal_batched", f"{minimal}/predict_batched", wrapped),
+                        Target("minimal_async", f"{minimal}/predict_async", ceiling_bodies),
                     ]
-                    if not args.quick:  # two more servers of ours, each with one lever
+                    if not args.quick:  # one more server of ours, with one lever
                         config = bentoml_config(tmp, "fraud_service", workers, access_log=False)
                         nolog, _ = start(
                             "ours-nolog", ours_cmd, {**ours_env, "BENTOML_CONFIG": str(config)}, ours_ready
                         )
-                        gc_env = {
-                            **ours_env,
-                            "BENTOML_CONFIG": str(bentoml_config(tmp, "fraud_service", workers)),
-                            "PYTHONPATH": f"{site}{os.pathsep}{ROOT}",
-                        }
-                        frozen, _ = start("ours-gcfreeze", ours_cmd, gc_env, GC_FREEZE_MARKER)
-                        targets += [
-                            Target("ours_nolog", f"{nolog}/score", unseen("ours-nolog", c)),
-                            Target("ours_gcfreeze", f"{frozen}/score", unseen("ours-gcfreeze", c)),
-                        ]
+                        targets += [Target("ours_nolog", f"{nolog}/score", unseen("ours-nolog", c))]
                 print(f"   concurrency {c}: {len(targets)} targets, interleaved", flush=True)
                 done = load_many(targets, c, requests_at(c, args), args)
                 served.bare[workers, c], served.minimal[workers, c] = done["bare"], done["minimal"]
@@ -786,8 +756,8 @@ def run_served(world: World, tag: str, args: argparse.Namespace, tmp: Path) -> S
                 served.bare_httpx = done.get("bare_httpx", served.bare_httpx)
                 served.batching_off = done.get("minimal_list", served.batching_off)
                 served.batching_on = done.get("minimal_batched", served.batching_on)
+                served.async_api = done.get("minimal_async", served.async_api)
                 served.access_log_off = done.get("ours_nolog", served.access_log_off)
-                served.gc_freeze = done.get("ours_gcfreeze", served.gc_freeze)
                 if "ours_memory" in done:
                     served.memory_store[c], served.monitoring_off[c] = done["ours_memory"], done["ours_nomon"]
                 if c == max(DECOMPOSE_CONCURRENCY):
@@ -1000,11 +970,11 @@ def lever_figures(served: Served) -> list[Figure]:
             "BentoML logging.access.enabled false",
         ),
         (
-            "gc_freeze",
-            served.gc_freeze,
-            base,
-            f"score_{key} (no freeze)",
-            "gc.collect + gc.freeze after the model loads",
+            "async_api",
+            served.async_api,
+            served.minimal.get((LEVER_WORKERS, LEVER_CONCURRENCY)),
+            f"minimal_{key} (sync def)",
+            "minimal service: async def /predict_async (on the event loop) vs sync /predict (a thread hop)",
         ),
         (
             "batching_on",
