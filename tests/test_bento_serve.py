@@ -1,5 +1,6 @@
 """The built Bento under a real `bentoml serve` subprocess on a free loopback port."""
 
+import json
 import os
 import socket
 import subprocess
@@ -21,7 +22,9 @@ def free_port() -> int:
 
 def test_bentoml_serve_scores_over_http(pipeline_result: dict[str, Any], tmp_path: Any) -> None:
     port = free_port()
+    monitor_dir = tmp_path / "monitoring"
     env = {k: v for k, v in os.environ.items() if k != "FRAUDOPS_MODEL_TAG"}
+    env["FRAUDOPS_MONITOR_DIR"] = str(monitor_dir)
     bento = pipeline_result["package"]["bento_tag"]
     cmd = [sys.executable, "-m", "bentoml", "serve", bento, "--host", "127.0.0.1", "--port", str(port)]
     # Run from an empty dir: the Bento must not need the source tree.
@@ -65,6 +68,11 @@ def test_bentoml_serve_scores_over_http(pipeline_result: dict[str, Any], tmp_pat
         for name in dashboard_metrics():
             assert f"\n{name}" in exposed, name
         assert 'fraud_decisions_total{decision="' in exposed
+        # The served monitor (service.monitoring.JsonLinesMonitor) logged the prediction, customer hashed.
+        logged = [json.loads(line) for f in monitor_dir.glob("fraud_predictions/data/data.*.log") for line in f.open()]
+        mine = [r for r in logged if r["transaction_id"] == "http-1"]
+        assert len(mine) == 1 and mine[0]["customer_hash"] != "3" and mine[0]["decision"] in {"alert", "approve"}
+        assert {"timestamp", "request_id", "fraud_probability", "model_version"} <= set(mine[0])
         # GET /model answers without a body.
         assert httpx.get(f"{base}/model", timeout=10).json()["model_version"] == pipeline_result["package"]["version"]
     finally:
