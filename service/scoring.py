@@ -19,8 +19,9 @@ from model.bundle import Bundle
 
 MAX_BATCH_ROWS = 10_000
 MAX_FEEDBACK_LABELS = 10_000
-#: Rows a batch scores per hold of the state lock (and per write to a shared store).
-STATE_CHUNK_ROWS = 2_000
+#: Rows a batch scores per hold of the state lock (and per write to a shared store): ~15 ms, the longest a
+#: single /score (on the event loop) waits for a running batch.
+STATE_CHUNK_ROWS = 500
 #: Salt of the customer-id hash in logs and monitoring (set it per deployment to stop dictionary attacks).
 ID_HASH_SALT = os.environ.get("FRAUDOPS_ID_HASH_SALT", "fraudops")
 
