@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
+import socket
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,9 +21,15 @@ PARTITION_FILE = "part.parquet"
 
 
 def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Call ``write`` on a temp file in the same directory, fsync, then rename over ``path``."""
+    """Call ``write`` on a temp file in the same directory, fsync, then rename over ``path``.
+
+    The temp file is named after its writer (host and pid). A writer killed before the rename
+    (SIGKILL, OOM killer) cannot delete it; the next write to ``path`` does.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.name}.", suffix=".tmp")
+    _remove_orphaned_temps(path)
+    owner = f"{socket.gethostname()}-{os.getpid()}"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.name}.{owner}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -31,6 +39,25 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _remove_orphaned_temps(path: Path) -> None:
+    """Delete temp files of earlier writers to ``path`` on this host whose process is gone."""
+    prefix = f".tmp-{path.name}.{socket.gethostname()}-"
+    for tmp in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+        pid = tmp.name[len(prefix) :].split(".", 1)[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
 
 
 def write_parquet_atomic(df: pl.DataFrame, path: Path) -> None:

@@ -155,7 +155,14 @@ def to_canonical_frame(raw: pl.DataFrame, fmt: SourceFormat = SourceFormat.auto)
     if truth and truth in raw.columns:
         exprs.append(pl.col(truth).cast(pl.Int8, strict=False).alias(SCENARIO_COLUMN))
     skip = set(mapping) | {truth, RAGGED} | _DROPPED.get(fmt, set()) | _INDEX_COLUMNS
-    exprs += [pl.col(c).cast(pl.String).alias(attribute_name(c)) for c in raw.columns if c not in skip]
+    kept: dict[str, str] = {}
+    for column in (c for c in raw.columns if c not in skip):
+        if (name := attribute_name(column)) in kept:
+            raise SourceError(
+                f"columns {kept[name]!r} and {column!r} have the same attribute name {name!r}; rename one of them"
+            )
+        kept[name] = column
+    exprs += [pl.col(c).cast(pl.String).alias(name) for name, c in kept.items()]
     return raw.select(exprs)
 
 
@@ -177,7 +184,10 @@ def _parse_datetime(col: pl.Expr, dtype: pl.DataType | None) -> pl.Expr:
         .str.replace(r"^(\d{4}-\d{2}-\d{2})[T ]", r"$1 ")
         .str.replace(r"\s*(Z|UTC)$", "+00:00")
     )
-    aware = text.str.to_datetime("%Y-%m-%d %H:%M:%S%.f%z", strict=False, time_unit="us")
+    aware = pl.coalesce(
+        text.str.to_datetime("%Y-%m-%d %H:%M:%S%.f%z", strict=False, time_unit="us"),
+        text.str.to_datetime("%Y-%m-%d %H:%M%z", strict=False, time_unit="us"),
+    )
     naive = pl.coalesce(
         text.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False, time_unit="us"),
         text.str.to_datetime("%Y-%m-%d %H:%M", strict=False, time_unit="us"),

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,7 +32,7 @@ Days = Annotated[int, typer.Option(min=1, help="Simulated days.")]
 Start = Annotated[str, typer.Option(help="First simulated day (YYYY-MM-DD).")]
 Seed = Annotated[int, typer.Option(help="Random seed (same seed, same data and model).")]
 Host = Annotated[str | None, typer.Option(help="Bind address (default FRAUDOPS_HOST, 127.0.0.1).")]
-Port = Annotated[int | None, typer.Option(help="Port (default FRAUDOPS_PORT, 3000).")]
+Port = Annotated[int | None, typer.Option(min=1, max=65535, help="Port (default FRAUDOPS_PORT, 3000).")]
 
 
 def _settings() -> Settings:
@@ -45,6 +48,58 @@ def _date(value: str | None, option: str) -> date | None:
         return date.fromisoformat(value)
     except ValueError:
         raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint=option) from None
+
+
+def _date_range(start: str | None, end: str | None, options: tuple[str, str]) -> tuple[date | None, date | None]:
+    """Parse both ends of a day range; an end before its start is refused with both options named."""
+    first, last = _date(start, options[0]), _date(end, options[1])
+    if first is not None and last is not None and last < first:
+        raise typer.BadParameter(f"{options[1]} {last} is before {options[0]} {first}")
+    return first, last
+
+
+def _input_file(path: Path, option: str) -> None:
+    """Refuse a missing path or a directory before a flow (and its Prefect server) starts."""
+    if not path.exists():
+        raise typer.BadParameter(f"{path}: no such file", param_hint=option)
+    if not path.is_file():
+        raise typer.BadParameter(f"{path} is a directory, not a CSV or Parquet file", param_hint=option)
+
+
+class _WithoutTraceback(logging.Filter):
+    """Drops the traceback of the given errors from a console log record (Prefect logs failed runs with one)."""
+
+    def __init__(self, kinds: tuple[type[BaseException], ...]) -> None:
+        super().__init__()
+        self.kinds = kinds
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], self.kinds):
+            record.exc_info, record.exc_text = None, None  # the message line stays
+        return True
+
+
+@contextmanager
+def _reported(what: str, *kinds: type[Exception], code: int = 2) -> Iterator[None]:
+    """Report ``kinds`` raised in the block as ``<what>: <message>`` and exit with ``code``.
+
+    These are the errors whose message says what to do (a bad file, an empty lake, no champion yet):
+    Prefect still logs the failed run, but the console shows its message without the traceback
+    (the run's logs in the Prefect API keep it). Any other exception keeps its traceback.
+    """
+    quiet = _WithoutTraceback(kinds)
+    handlers = {h for h in logging.getLogger().handlers if isinstance(h, logging.StreamHandler)}
+    handlers |= {h for h in logging.getLogger("prefect").handlers if isinstance(h, logging.StreamHandler)}
+    for handler in handlers:
+        handler.addFilter(quiet)
+    try:
+        yield
+    except kinds as exc:
+        console.print(f"[red]{what}:[/red] {exc}")
+        raise typer.Exit(code) from None
+    finally:
+        for handler in handlers:
+            handler.removeFilter(quiet)
 
 
 DRIFT_NAMES = ("amount-inflation", "terminal-burst", "card-testing")  # features.simulator.DRIFT_PRESETS
@@ -77,6 +132,8 @@ def simulate(
     from features.lake import Lake, write_parquet_atomic
     from features.simulator import SimulatorConfig, simulate_transactions
 
+    if out is not None and out.suffix not in (".parquet", ".csv"):
+        raise typer.BadParameter(f"{out.name!r} must end in .parquet or .csv", param_hint="--out")
     world_origin = _date(origin, "--origin")
     assert world_origin is not None
     if start == "next":
@@ -92,6 +149,11 @@ def simulate(
             frame = simulate_transactions(config)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    if frame.height == 0:
+        raise typer.BadParameter(
+            f"{customers} customers and {terminals} terminals made no transactions in {days} day(s); "
+            "simulate more customers, terminals or days"
+        )
     target = out or settings.simulated_path(first, days, customers, seed, config.drift)
     if target.suffix == ".csv":
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -104,9 +166,12 @@ def simulate(
         f"({rate:.2%} fraud) to {target}"
     )
     if land:
+        from features.sources import SourceError
         from flows.pipeline import ingest_flow
 
-        _print_ingest(ingest_flow(str(target)))
+        with _reported("ingest failed", SourceError, ValueError):
+            summary = ingest_flow(str(target))
+        _print_ingest(summary)
 
 
 def _print_ingest(summary: dict[str, Any]) -> None:
@@ -132,11 +197,9 @@ def ingest(
         SourceFormat(source_format)
     except ValueError:
         raise typer.BadParameter(f"unknown format {source_format!r}", param_hint="--format") from None
-    try:
+    _input_file(path, "'path'")
+    with _reported("ingest failed", SourceError, ValueError):
         summary = ingest_flow(str(path), source_format)
-    except SourceError as exc:
-        console.print(f"[red]ingest failed:[/red] {exc}")
-        raise typer.Exit(2) from None
     _print_ingest(summary)
 
 
@@ -145,7 +208,7 @@ def train(
     start: Annotated[str | None, typer.Option(help="First day of data to use (default: all).")] = None,
     end: Annotated[str | None, typer.Option(help="Last day of data to use (default: newest).")] = None,
     label_delay: Annotated[
-        int | None, typer.Option(help="Label delay in days (default FRAUDOPS_LABEL_DELAY_DAYS).")
+        int | None, typer.Option(min=0, max=60, help="Label delay in days (default FRAUDOPS_LABEL_DELAY_DAYS).")
     ] = None,
     seed: Seed = 42,
     check_reference: Annotated[
@@ -179,10 +242,11 @@ def train(
 
     if threshold_policy not in ("cost", "budget", "f1"):
         raise typer.BadParameter("expected cost, budget or f1", param_hint="--threshold-policy")
-    try:
+    first, last = _date_range(start, end, ("--start", "--end"))
+    with _reported("training refused", FeatureValidationError, code=3), _reported("training failed", ValueError):
         result = train_flow(
-            _date(start, "--start"),
-            _date(end, "--end"),
+            first,
+            last,
             label_delay,
             seed=seed,
             check_reference=check_reference,
@@ -191,9 +255,6 @@ def train(
             threshold_policy=threshold_policy,
             alert_budget=alert_budget,
         )
-    except FeatureValidationError as exc:
-        console.print(f"[red]training refused[/red]: {exc}")
-        raise typer.Exit(3) from None
     m = result["metrics"]
     console.print(f"registered v{result['version']}: test AUC {m['test_auc']:.3f}, AP {m['test_ap']:.3f}")
 
@@ -217,14 +278,15 @@ def promote(
 
     if mode not in ("auto", "manual"):
         raise typer.BadParameter("expected auto or manual", param_hint="--mode")
-    decision = promote_flow(
-        mode=mode,
-        max_ap_drop=max_ap_drop,
-        min_ap_gain=min_ap_gain,
-        min_ap=min_ap,
-        min_auc=min_auc,
-        approval_timeout_s=approval_timeout,
-    )
+    with _reported("promotion failed", ValueError):
+        decision = promote_flow(
+            mode=mode,
+            max_ap_drop=max_ap_drop,
+            min_ap_gain=min_ap_gain,
+            min_ap=min_ap,
+            min_auc=min_auc,
+            approval_timeout_s=approval_timeout,
+        )
     console.print(("promoted: " if decision["promote"] else "not promoted: ") + "; ".join(decision["reasons"]))
 
 
@@ -237,14 +299,12 @@ def rollback(
     from flows.pipeline import package_flow
     from flows.promotion import rollback_flow
 
-    try:
+    with _reported("rollback failed", ValueError, code=1):
         moved = rollback_flow()
-    except ValueError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from None
     console.print(f"champion: v{moved['from_version']} -> v{moved['to_version']}")
     if build:
-        out = package_flow()
+        with _reported("build failed", ValueError, RuntimeError):
+            out = package_flow()
         console.print(f"bento {out['bento_tag']}: serve it with `fraudops serve --bento {out['bento_tag']}`")
 
 
@@ -261,11 +321,12 @@ def score(
     settings = _settings()
     from flows.scoring import batch_score_flow, dask_batch_score
 
-    first, last = _date(start, "--from"), _date(end, "--to")
-    if dask_workers:
-        out = dask_batch_score(first, last, only_new=only_new, workers=dask_workers)
-    else:
-        out = batch_score_flow(first, last, only_new=only_new)
+    first, last = _date_range(start, end, ("--from", "--to"))
+    with _reported("scoring failed", ValueError):
+        if dask_workers:
+            out = dask_batch_score(first, last, only_new=only_new, workers=dask_workers)
+        else:
+            out = batch_score_flow(first, last, only_new=only_new)
     console.print(
         f"scored {out['scored']} transactions on {len(out['days'])} day(s) with v{out['model_version']}: "
         f"{out['alerts']} alerts -> {settings.home_dir / 'scored'}"
@@ -281,7 +342,10 @@ def monitor(
     _settings()
     from flows.monitor import monitor_flow
 
-    out = monitor_flow(days=days, retrain=retrain)
+    if retrain not in ("auto", "deployment", "inline", "off"):
+        raise typer.BadParameter("expected auto, deployment, inline or off", param_hint="--retrain")
+    with _reported("monitoring failed", ValueError):
+        out = monitor_flow(days=days, retrain=retrain)
     console.print("; ".join(out["reasons"]) or "all checks within thresholds")
     console.print(f"retrain: {out['retrain']}")
 
@@ -313,13 +377,11 @@ def evaluate(
         raise typer.BadParameter(f"expected one of {', '.join(PROTOCOLS)}", param_hint="--protocol")
     if feature_set not in ("extended", "baseline"):
         raise typer.BadParameter("expected extended or baseline", param_hint="--feature-set")
-    try:
+    _input_file(data, "--data")
+    with _reported("evaluation failed", SourceError, ValueError, RuntimeError):
         evaluate_flow(
             protocol, str(data), str(json_out) if json_out else None, feature_set, budget_seconds, seed, max_trials
         )
-    except (SourceError, ValueError, RuntimeError) as exc:
-        console.print(f"[red]evaluation failed[/red]: {exc}")
-        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -328,7 +390,8 @@ def build() -> None:
     _settings()
     from flows.pipeline import package_flow
 
-    out = package_flow()
+    with _reported("build failed", ValueError, RuntimeError):
+        out = package_flow()
     console.print(f"bento {out['bento_tag']} (model {out['model_tag']})")
 
 
@@ -442,6 +505,24 @@ def _latest_bento() -> str:
     return str(bentos[-1].tag)
 
 
+def _known_bento(tag: str) -> str:
+    """``tag`` if it is a Bento in the store (or a Bento directory), else a usage error listing the stored ones."""
+    import bentoml
+    from bentoml.exceptions import BentoMLException
+
+    if Path(tag).is_dir():
+        return tag
+    try:
+        return str(bentoml.bentos.get(tag).tag)
+    except BentoMLException:  # not found, or not a valid tag
+        try:
+            stored = ", ".join(str(b.tag) for b in bentoml.bentos.list("fraud_service"))
+        except BentoMLException:
+            stored = ""
+        hint = f"stored: {stored}" if stored else "none stored yet: run `fraudops build`"
+        raise typer.BadParameter(f"no Bento {tag!r} in the BentoML store ({hint})", param_hint="--bento") from None
+
+
 @app.command()
 def serve(
     bento: Annotated[str | None, typer.Option(help="Bento tag (default: the newest fraud_service).")] = None,
@@ -450,7 +531,7 @@ def serve(
 ) -> None:
     """Serve a built Bento with `bentoml serve` (API and the Gradio UI at /ui)."""
     settings = _settings()
-    _serve(bento or _latest_bento(), host or settings.host, port or settings.port)
+    _serve(_known_bento(bento) if bento else _latest_bento(), host or settings.host, port or settings.port)
 
 
 @app.command()
