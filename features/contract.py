@@ -48,10 +48,20 @@ class TransactionIn(BaseModel):
             raise ValueError("tx_datetime is in the future")
         return value
 
-    @field_validator("amount")
+    @field_validator("amount", mode="before")
     @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
+    def _a_finite_number(cls, value: object) -> object:
+        # Before the bounds: NaN would otherwise read "should be less than or equal to ..."; and JSON
+        # true/false would be taken as 1.0/0.0.
+        if isinstance(value, bool):
+            raise ValueError("amount must be a number, not true/false")
+        number = value
+        if isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                return value  # not a number at all: pydantic says so
+        if isinstance(number, float) and not math.isfinite(number):
             raise ValueError("amount must be a finite number")
         return value
 

@@ -76,6 +76,10 @@ class FeatureStore(ABC):
         """Whether the transaction has been observed."""
 
     @abstractmethod
+    def event(self, transaction_id: str) -> tuple[str, str, int, float] | None:
+        """(customer_id, terminal_id, t_us, amount) of an observed transaction, else None."""
+
+    @abstractmethod
     def customer_window(self, customer_id: str, lo: int, hi: int) -> tuple[int, float]:
         """Count and amount sum of the customer's events with ``lo < t <= hi``."""
 
@@ -191,6 +195,11 @@ class OnlineFeatureState(FeatureStore):
     def knows(self, transaction_id: str) -> bool:
         """Whether the transaction has been observed."""
         return transaction_id in self._seen
+
+    def event(self, transaction_id: str) -> tuple[str, str, int, float] | None:
+        """(customer_id, terminal_id, t_us, amount) of an observed transaction, else None."""
+        entry = self._seen.get(transaction_id)
+        return None if entry is None else entry[:4]
 
     def customer_window(self, customer_id: str, lo: int, hi: int) -> tuple[int, float]:
         """Count and amount sum of the customer's events in ``(lo, hi]``."""

@@ -106,6 +106,10 @@ class SQLiteFeatureStore(FeatureStore):
         """Whether the transaction has been observed (by any worker, as of the last refresh)."""
         return self._mirror.knows(transaction_id)
 
+    def event(self, transaction_id: str) -> tuple[str, str, int, float] | None:
+        """(customer_id, terminal_id, t_us, amount) of an observed transaction, else None."""
+        return self._mirror.event(transaction_id)
+
     def customer_window(self, customer_id: str, lo: int, hi: int) -> tuple[int, float]:
         """Count and amount sum of the customer's events in ``(lo, hi]``."""
         return self._mirror.customer_window(customer_id, lo, hi)

@@ -11,7 +11,7 @@ from typing import Any, Literal
 import numpy as np
 import pydantic_core
 import xgboost as xgb
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from features.contract import TransactionIn
 from features.online import FeatureStore, OnlineFeatureState, to_epoch_us
@@ -61,6 +61,8 @@ class RowError(BaseModel):
 class FeedbackItem(BaseModel):
     """A label for an earlier transaction."""
 
+    model_config = ConfigDict(extra="forbid")
+
     transaction_id: str = Field(min_length=1, max_length=128)
     is_fraud: Literal[0, 1]
 
@@ -73,6 +75,17 @@ class FeedbackResponse(BaseModel):
     unknown: int
     stored: int
     unknown_ids: list[str]
+
+
+class BatchRequest(BaseModel):
+    """The ``/score_batch`` body. Rows are checked one by one (a bad row is reported, the rest scored)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    transactions: list[Any] = Field(
+        description=f"Raw transactions (TransactionIn objects), 1 to {MAX_BATCH_ROWS:,}.",
+        json_schema_extra={"items": TransactionIn.model_json_schema()},
+    )
 
 
 class BatchResponse(BaseModel):
@@ -116,6 +129,16 @@ class ScoredBatch:
         return BatchResponse.model_validate(self.payload())
 
 
+class TransactionConflict(ValueError):
+    """A transaction id already scored with another customer, terminal, time or amount."""
+
+
+def _conflict(tid: str, known: tuple[str, str, int, float], given: tuple[str, str, int, float]) -> str:
+    fields = ("customer_id", "terminal_id", "tx_datetime", "amount")
+    differ = [f for f, a, b in zip(fields, known, given, strict=True) if a != b]
+    return f"transaction_id {tid!r} was already scored with another {' and '.join(differ)}; ids must not be reused"
+
+
 def _row_error(index: int, transaction_id: object, reason: str) -> dict[str, Any]:
     return {
         "index": index,
@@ -152,17 +175,27 @@ class Scorer:
         self._lock = threading.Lock()
 
     def features(self, tx: TransactionIn) -> np.ndarray:
-        """Online feature row for ``tx``; the state then records the transaction."""
-        return self.features_many([tx])[0]
+        """Online feature row for ``tx``; the state then records the transaction.
 
-    def features_many(self, txs: list[TransactionIn]) -> np.ndarray:
+        Raises :class:`TransactionConflict` if the id is known with other values.
+        """
+        rows, conflicts = self.features_many([tx])
+        if conflicts:
+            raise TransactionConflict(conflicts[0])
+        return rows[0]
+
+    def features_many(self, txs: list[TransactionIn]) -> tuple[np.ndarray, dict[int, str]]:
         """Feature rows for transactions in arrival order, each seeing the ones before it.
 
+        A transaction id seen before (in the state or earlier in ``txs``) with the same customer,
+        terminal, time and amount is scored as of its own arrival (not counted twice); with other
+        values it is a conflict: its row is left unset and its index maps to the reason.
         Chunks of :data:`STATE_CHUNK_ROWS` each take the lock once, catch up with the other workers
         once and write their transactions to a shared store in one go, so single requests
         interleave with a long batch.
         """
         out = np.empty((len(txs), len(self.feature_names)), dtype=np.float64)
+        conflicts: dict[int, str] = {}
         state = self.state
         for start in range(0, len(txs), STATE_CHUNK_ROWS):
             with self._lock:
@@ -171,9 +204,13 @@ class Scorer:
                     for i, tx in enumerate(txs[start : start + STATE_CHUNK_ROWS], start):
                         tid, customer, terminal, amount = tx.transaction_id, tx.customer_id, tx.terminal_id, tx.amount
                         t_us = to_epoch_us(tx.tx_datetime)
+                        known = state.event(tid)
+                        if known is not None and known != (customer, terminal, t_us, amount):
+                            conflicts[i] = _conflict(tid, known, (customer, terminal, t_us, amount))
+                            continue
                         out[i] = state.features(tid, customer, terminal, t_us, amount, tx.tx_datetime)
                         state.observe(tid, customer, terminal, t_us, amount)
-        return out
+        return out, conflicts
 
     def results(self, txs: list[TransactionIn], rows: np.ndarray) -> list[dict[str, Any]]:
         """Score precomputed feature rows: one :class:`ScoreResponse`-shaped dict per transaction.
@@ -218,7 +255,10 @@ class Scorer:
         ]
 
     def score_one(self, tx: TransactionIn) -> dict[str, Any]:
-        """Score one transaction and add it to the online state (the hot path's plain answer)."""
+        """Score one transaction and add it to the online state (the hot path's plain answer).
+
+        Raises :class:`TransactionConflict` if the id is known with other values.
+        """
         return self.results([tx], self.features(tx)[None, :])[0]
 
     def score(self, tx: TransactionIn) -> ScoreResponse:
@@ -232,6 +272,7 @@ class Scorer:
         fields) to their reason.
         """
         valid: list[TransactionIn] = []
+        at: list[int] = []  # index in ``records`` of each valid transaction
         errors: list[dict[str, Any]] = []
         unreadable = unreadable or {}
         for index, record in enumerate(records):
@@ -239,12 +280,24 @@ class Scorer:
                 tid = record.get("transaction_id") if isinstance(record, dict) else None
                 errors.append(_row_error(index, tid, unreadable[index]))
                 continue
+            if not isinstance(record, dict):
+                errors.append(_row_error(index, None, f"the row is not a JSON object but {type(record).__name__}"))
+                continue
             try:
                 valid.append(_TX.validate_python(record))
+                at.append(index)
             except ValidationError as exc:
                 tid = record.get("transaction_id") if isinstance(record, dict) else None
                 errors.append(_row_error(index, tid, describe_validation_error(exc)))
-        results = self.results(valid, self.features_many(valid)) if valid else []
+        if not valid:
+            return ScoredBatch(received=len(records), results=[], errors=errors, transactions=[])
+        rows, conflicts = self.features_many(valid)
+        if conflicts:
+            errors += [_row_error(at[i], valid[i].transaction_id, reason) for i, reason in conflicts.items()]
+            errors.sort(key=lambda e: e["index"])
+            keep = [i for i in range(len(valid)) if i not in conflicts]
+            valid, rows = [valid[i] for i in keep], rows[keep]
+        results = self.results(valid, rows) if valid else []
         return ScoredBatch(received=len(records), results=results, errors=errors, transactions=valid)
 
     def apply_labels(self, labels: list[FeedbackItem]) -> list[bool]:

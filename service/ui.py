@@ -25,7 +25,14 @@ from pydantic import ValidationError
 
 from features.contract import TransactionIn
 from model.anchors import ANCHORS, PERFECT_CP_AT_100_PROTOCOL_A, PROTOCOLS, SOURCE
-from service.scoring import MAX_BATCH_ROWS, BatchResponse, Reason, Scorer, describe_validation_error
+from service.scoring import (
+    MAX_BATCH_ROWS,
+    BatchResponse,
+    Reason,
+    Scorer,
+    TransactionConflict,
+    describe_validation_error,
+)
 from service.uploads import REQUIRED, UploadError, read_upload
 
 #: The columns a batch file must have (the canonical raw transaction, without the label).
@@ -254,7 +261,10 @@ def build_ui(get_scorer: Callable[[], Scorer]) -> gr.Blocks:
             )
         except ValidationError as exc:
             raise user_error(describe_validation_error(exc), "Invalid transaction") from exc
-        result = get_scorer().score(tx)
+        try:
+            result = get_scorer().score(tx)
+        except TransactionConflict as exc:
+            raise user_error(str(exc), "Transaction id already used") from None
         verdict = "ALERT" if result.decision == "alert" else "approve"
         summary = (
             f"### {verdict}: fraud probability {result.fraud_probability:.3f} "

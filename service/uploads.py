@@ -9,6 +9,7 @@ file is still scored. Values are validated row by row by the scorer, as for JSON
 from __future__ import annotations
 
 import codecs
+import csv
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,26 @@ def _looks_like_text(head: bytes) -> bool:
     return True
 
 
+def _csv_header(head: bytes) -> list[str]:
+    """The column names on the first line of a CSV file (``head``: its first bytes)."""
+    first = head.split(b"\n", 1)[0].decode("utf-8", errors="replace").lstrip("\ufeff")
+    return next(csv.reader([first]), [])
+
+
+def _check_columns(columns: list[str], name: str, require: bool = True) -> None:
+    """No repeated names (after trimming spaces); every :data:`REQUIRED` column present (if ``require``)."""
+    stripped = [c.strip() for c in columns]
+    repeated = sorted({c for c in stripped if stripped.count(c) > 1})
+    if repeated:
+        raise UploadError(f"{name} repeats a column name: {', '.join(repeated)} (columns: {', '.join(columns)})")
+    missing = [c for c in REQUIRED if c not in stripped]
+    if require and missing:
+        found = ", ".join(stripped)[:300] or "none"
+        raise UploadError(
+            f"{name} lacks column(s) {', '.join(missing)}; a batch file needs {', '.join(REQUIRED)} (found: {found})"
+        )
+
+
 def read_upload(path: Path, max_rows: int, name: str = "upload") -> Upload:
     """Read ``path`` (named ``name`` in messages) as CSV or Parquet of raw transactions."""
     path = Path(path)
@@ -61,23 +82,19 @@ def read_upload(path: Path, max_rows: int, name: str = "upload") -> Upload:
     suffix = ".parquet" if head.startswith(PARQUET_MAGIC) else ".csv"
     if suffix == ".csv" and not _looks_like_text(head):
         raise UploadError(f"cannot read {name} as CSV: it is binary, not UTF-8 text (and not Parquet)")
+    header = _csv_header(head) if suffix == ".csv" else []
+    _check_columns(header, name, require=False)  # before reading: the reader renames repeated columns
     with tempfile.TemporaryDirectory() as tmp:
         named = Path(tmp) / f"upload{suffix}"  # uploads arrive under temp names: name it by its content
         named.symlink_to(path.resolve())
         try:
             frame = read_table(named)
         except SourceError as exc:
+            if header and str(exc).endswith("no rows"):
+                _check_columns(header, name)  # a one-line file: say what its line lacks first
             raise UploadError(str(exc).replace(str(named), name)) from None
-    stripped = [c.strip() for c in frame.columns]
-    if len(set(stripped)) < len(stripped):
-        raise UploadError(f"{name} repeats a column name: {', '.join(frame.columns)}")
-    frame = frame.rename(dict(zip(frame.columns, stripped, strict=True)))
-    missing = [c for c in REQUIRED if c not in frame.columns]
-    if missing:
-        raise UploadError(
-            f"{name} lacks column(s) {', '.join(missing)}; a batch file needs {', '.join(REQUIRED)} "
-            f"(found: {', '.join(c for c in frame.columns if c != RAGGED) or 'none'})"
-        )
+    _check_columns([c for c in frame.columns if c != RAGGED], name)
+    frame = frame.rename({c: c.strip() for c in frame.columns})
     if frame.height > max_rows:
         raise TooManyRows(f"{name} has {frame.height:,} rows; at most {max_rows:,} per request")
     for column in ID_COLUMNS:

@@ -4,7 +4,7 @@ Service (the in-process ASGI app with the pipeline's model, as in tests/test_ser
 request gets a 4xx whose message names the problem; in a batch, each bad row comes back in
 ``errors`` by index with a reason while the others are scored; after the whole catalogue the service
 is still ready and still scores. CLI: each bad argument exits non-zero with a message naming it and
-no Python traceback. Cases marked ``xfail(strict=True)`` are open bugs (the reason says which).
+no Python traceback.
 """
 
 from __future__ import annotations
@@ -45,37 +45,6 @@ API_KEY = {"FRAUDOPS_API_KEY": "s3cret"}
 BAD_LENGTH = {**JSON, "content-length": "abc"}
 BIG = "x" * 2_000
 FILE_ROW_LIMIT = 200_000  # service.service.MAX_FILE_ROWS
-
-# Open bugs (xfail strict): the reason is the finding.
-BOOL_AMOUNT = "JSON true is accepted as amount 1.0 (pydantic lax mode) and scored"
-NAN_MESSAGE = (
-    "NaN gets 'Input should be less than or equal to 1000000': the le bound fails first, so "
-    "TransactionIn._finite ('amount must be a finite number') is never reached"
-)
-IGNORED_BATCH_FIELD = "unknown top-level fields are ignored: a client's dry_run=true still scores the rows (200)"
-EMPTY_BATCH = "an empty batch gets 200 with received=0, while /feedback refuses an empty list (400)"
-TEXT_AS_FILE = "a form text field named file is fetched as a URL (BentoML MultipartSerde.ensure_file): 500"
-IGNORED_LABEL_FIELD = "unknown fields in a label are ignored (FeedbackItem allows extras, TransactionIn forbids them)"
-ROW_NOT_OBJECT = (
-    "a row that is not a JSON object fails the whole batch (400, transactions.1 'Input should be an object') "
-    "instead of coming back in errors"
-)
-ONE_LINE = (
-    "a one-line upload (here a JSON array) gets 'upload: no rows': read as a CSV header, it fails the row check "
-    "before the column check that would say what is wrong"
-)
-REPEATED = (
-    "an exactly repeated header is renamed by polars (amount_duplicated_0) before uploads.read_upload checks for "
-    "repeats, so the file is scored with the first column and the second silently ignored (200)"
-)
-BAD_MULTIPART = (
-    "a multipart/form-data body that does not parse gets 500: BentoML's api_endpoint_wrapper turns the "
-    "HTTPException(400, 'Invalid multipart data') raised by Starlette's request.form() into a 500"
-)
-REUSED_ID = (
-    "500: ZeroDivisionError in OnlineFeatureState.features (features/online.py, total / n with n == 0): "
-    "a known transaction_id is scored with own=0 in a window where its new customer/time has no transaction"
-)
 
 
 def tx(tid: str, **change: Any) -> dict[str, Any]:
@@ -180,10 +149,10 @@ def client(pipeline_result: dict[str, Any]) -> Iterator[TestClient]:
 
 
 def at(path: str, method: str = "POST") -> Callable[..., Any]:
-    """Case builder for ``path``: ``(case_id, status, names, env=, bug=, verb=, **request)``.
+    """Case builder for ``path``: ``(case_id, status, names, env=, verb=, **request)``.
 
     ``request`` (httpx keyword arguments) must get ``status`` with every one of ``names`` in the body;
-    ``env`` is set for the request; ``bug`` marks an open bug (xfail strict).
+    ``env`` is set for the request.
     """
 
     def case(
@@ -192,13 +161,11 @@ def at(path: str, method: str = "POST") -> Callable[..., Any]:
         names: tuple[str, ...],
         *,
         env: dict[str, str] | None = None,
-        bug: str | None = None,
         verb: str = method,
         **request: Any,
     ) -> Any:
-        marks = [pytest.mark.xfail(strict=True, reason=bug)] if bug else []
         endpoint = path.strip("/").split("/")[0]
-        return pytest.param(verb, path, request, status, names, env or {}, id=f"{endpoint}-{case_id}", marks=marks)
+        return pytest.param(verb, path, request, status, names, env or {}, id=f"{endpoint}-{case_id}")
 
     return case
 
@@ -222,21 +189,21 @@ CATALOGUE = [
     score("xml-content-type", 400, ("Invalid JSON",), **raw(b"<tx/>", "application/xml")),
     score("multipart-content-type", 400, ("transaction_id", "Field required"), **upload("t.json", b"{}")),
     score("json-array", 400, ("Input should be an object",), json=[VALID]),
-    score("malformed-multipart", 400, ("multipart",), **raw(b"--b0undary\r\ngarbage", MULTIPART), bug=BAD_MULTIPART),
+    score("malformed-multipart", 400, ("multipart",), **raw(b"--b0undary\r\ngarbage", MULTIPART)),
     score("empty-body", 400, (*FIELDS, "Field required"), **raw(b"")),
     *(score(f"missing-{f}", 400, (f, "Field required"), json=without(f)) for f in FIELDS),
     score("extra-field", 400, ("mcc", "Extra inputs are not permitted"), json=tx("extra", mcc="5411")),
     score("amount-text", 400, ("amount", "valid number"), json=tx("a-text", amount="lots")),
     score("amount-list", 400, ("amount", "valid number"), json=tx("a-list", amount=[1])),
     score("amount-null", 400, ("amount", "valid number"), json=tx("a-null", amount=None)),
-    score("amount-boolean", 400, ("amount",), json=tx("a-bool", amount=True), bug=BOOL_AMOUNT),
+    score("amount-boolean", 400, ("amount",), json=tx("a-bool", amount=True)),
     score("amount-negative", 400, UNDER_ZERO, json=tx("a-neg", amount=-5)),
     score("amount-absurd", 400, OVER_MAX, json=tx("a-absurd", amount=1e7)),
     score("amount-NaN", 400, ("amount",), **raw_amount("a-nan", "NaN")),
-    score("amount-NaN-said-not-finite", 400, NOT_FINITE, **raw_amount("a-nan-2", "NaN"), bug=NAN_MESSAGE),
-    score("amount-Infinity", 400, OVER_MAX, **raw_amount("a-inf", "Infinity")),
-    score("amount-minus-Infinity", 400, UNDER_ZERO, **raw_amount("a-ninf", "-Infinity")),
-    score("amount-1e400", 400, OVER_MAX, **raw_amount("a-1e400", "1e400")),
+    score("amount-NaN-said-not-finite", 400, NOT_FINITE, **raw_amount("a-nan-2", "NaN")),
+    score("amount-Infinity", 400, NOT_FINITE, **raw_amount("a-inf", "Infinity")),
+    score("amount-minus-Infinity", 400, NOT_FINITE, **raw_amount("a-ninf", "-Infinity")),
+    score("amount-1e400", 400, NOT_FINITE, **raw_amount("a-1e400", "1e400")),
     score("customer-id-number", 400, ("customer_id", "valid string"), json=tx("c-num", customer_id=12)),
     score("customer-id-null", 400, ("customer_id", "valid string"), json=tx("c-null", customer_id=None)),
     score("transaction-id-empty", 400, ("transaction_id", "at least 1 character"), json=tx("")),
@@ -260,15 +227,17 @@ CATALOGUE = [
     batch("transactions-object", 400, ("transactions", "valid array"), json={"transactions": VALID}),
     batch("transactions-null", 400, ("transactions", "valid array"), json={"transactions": None}),
     batch("form-content-type", 400, ("transactions", "valid list"), data={"transactions": "t1,t2"}),
-    batch("extra-field", 400, ("dry_run",), json={"transactions": [], "dry_run": True}, bug=IGNORED_BATCH_FIELD),
-    batch("empty", 422, ("transactions",), json={"transactions": []}, bug=EMPTY_BATCH),
+    batch("extra-field", 400, ("dry_run",), json={"transactions": [], "dry_run": True}),
+    batch("empty", 422, ("transactions",), json={"transactions": []}),
     batch("10001-rows", 422, ("10001 rows", "at most 10000"), json={"transactions": [{"amount": 1}] * 10_001}),
     batch("oversized-body", 413, ("exceeds the limit",), json={"transactions": [VALID] * 20}, env=TINY_LIMIT),
     # POST /score_file (multipart field `file`)
     scorefile("json-instead-of-multipart", 400, ("file", "Invalid file type"), json={"file": "batch.csv"}),
-    scorefile("malformed-multipart", 400, ("multipart",), **raw(b"garbage", MULTIPART), bug=BAD_MULTIPART),
+    scorefile("malformed-multipart", 400, ("multipart",), **raw(b"garbage", MULTIPART)),
     scorefile("wrong-field-name", 400, ("file", "Field required"), files={"upload": ("b.csv", csv(), "text/csv")}),
-    scorefile("text-instead-of-file", 400, ("file",), data={"file": "transaction_id,amount"}, bug=TEXT_AS_FILE),
+    scorefile("text-instead-of-file", 400, ("file",), data={"file": "transaction_id,amount"}),
+    scorefile("text-field-as-file", 400, ("file", "not a text value"), files={"file": (None, "transaction_id,amount")}),
+    scorefile("truncated-multipart", 400, ("closing boundary",), **raw(b"--b0undary\r\ngarbage", MULTIPART)),
     scorefile("empty-file", 422, ("file is empty",), **upload("e.csv", b"")),
     scorefile("header-only", 422, ("no rows",), **upload("h.csv", csv())),
     scorefile("binary-garbage", 422, ("binary, not UTF-8 text",), **upload("g.csv", b"\x89PNG\r\n\x1a\n\x00\x00")),
@@ -277,13 +246,17 @@ CATALOGUE = [
     scorefile("semicolon-csv", 422, ("';'-delimited", "comma-separated"), **upload("s.csv", b"a;b;c\n1;2;3\n")),
     scorefile("tab-csv", 422, ("-delimited", "comma-separated"), **upload("t.csv", csv().replace(b",", b"\t"))),
     scorefile("missing-columns", 422, ("lacks column(s) tx_datetime",), **upload("m.csv", TWO_COLUMNS)),
-    scorefile("json-file", 422, ("lacks column(s)",), **upload("b.json", json.dumps([VALID]).encode()), bug=ONE_LINE),
-    scorefile("repeated-column", 422, ("repeats a column",), **upload("r.csv", REPEATED_COLUMN), bug=REPEATED),
+    scorefile("json-file", 422, ("lacks column(s)",), **upload("b.json", json.dumps([VALID]).encode())),
+    scorefile("repeated-column", 422, ("repeats a column",), **upload("r.csv", REPEATED_COLUMN)),
     scorefile("unclosed-quote", 422, ("cannot read as csv",), **upload("q.csv", csv('"a,2026-06-14T12:00:00Z,1,2,3'))),
     scorefile("float-ids", 422, ("customer_id", "ids must be text or integers"), **upload("f.pq", FLOAT_IDS_PARQUET)),
     scorefile("200001-rows", 413, ("200,001 rows", "use /score_job"), **upload("n.csv", TOO_MANY_ROWS)),
     scorefile("oversized-body", 413, ("exceeds the limit",), **upload("big.csv", HUNDRED_ROWS), env=TINY_LIMIT),
     # /score_job: what the gateway and the task routes refuse up front (bad files: see the next test)
+    job("json-instead-of-multipart", 400, ("file", "Invalid file type"), json={"file": "x.csv"}),
+    job("malformed-json", 400, ("Invalid file type", "multipart/form-data"), **raw(b"{not json")),
+    job("url-encoded-form", 400, ("file", "Invalid file type"), data={"file": "http://127.0.0.1:9/x.csv"}),
+    job("text-field-as-file", 400, ("file", "not a text value"), files={"file": (None, "http://127.0.0.1:9/x.csv")}),
     job("oversized-body", 413, ("exceeds the limit",), **upload("big.csv", HUNDRED_ROWS), env=TINY_LIMIT),
     job("wrong-api-key", 401, ("API key",), **upload("b.csv", csv()), env=API_KEY),
     at("/score_job/status", "GET")("status-without-task-id", 400, ("task_id is required",)),
@@ -291,7 +264,7 @@ CATALOGUE = [
     at("/score_job/get", "GET")("result-of-unknown-task", 404, ("task_id not found",), params={"task_id": "no"}),
     # POST /feedback
     feedback("malformed-json", 400, ("Invalid JSON",), **raw(b'{"labels": [{')),
-    feedback("malformed-multipart", 400, ("multipart",), **raw(b"garbage", MULTIPART), bug=BAD_MULTIPART),
+    feedback("malformed-multipart", 400, ("multipart",), **raw(b"garbage", MULTIPART)),
     feedback("missing-labels", 400, ("labels", "Field required"), json={}),
     feedback("empty-labels", 400, ("labels", "at least 1 item"), **labels()),
     feedback("labels-not-a-list", 400, ("labels", "valid array"), json={"labels": lab()}),
@@ -301,7 +274,7 @@ CATALOGUE = [
     feedback("id-empty", 400, ("transaction_id", "at least 1 character"), **labels(lab(""))),
     feedback("id-129-chars", 400, ("transaction_id", "at most 128"), **labels(lab("x" * 129))),
     feedback("10001-labels", 400, ("labels", "at most 10000"), **labels(*[lab()] * 10_001)),
-    feedback("extra-field", 400, ("source",), **labels(lab(source="chargeback")), bug=IGNORED_LABEL_FIELD),
+    feedback("extra-field", 400, ("source",), **labels(lab(source="chargeback"))),
     feedback("oversized-body", 413, ("exceeds the limit",), **labels(lab(BIG)), env=TINY_LIMIT),
     feedback("wrong-api-key", 401, ("API key",), **labels(lab()), headers={"Authorization": "Bearer no"}, env=API_KEY),
     # GET/POST /model
@@ -332,14 +305,12 @@ def test_bad_request_gets_a_4xx_naming_the_problem(
     assert not missing, f"{missing} not in {response.text[:2000]}"
 
 
-# --- /score_job: the task accepts any upload; its result names the problem --------------------------
+# --- /score_job: a task accepts any uploaded file; its result names the problem ---------------------
 
 
 @pytest.mark.parametrize(
     ("request_kwargs", "status", "names"),
     [
-        pytest.param({"json": {"file": "x.csv"}}, 400, ("file", "Invalid file type"), id="json-instead-of-multipart"),
-        pytest.param(raw(b"{not json"), 400, ("Invalid JSON",), id="malformed-json"),
         pytest.param(upload("e.csv", b""), 422, ("file is empty",), id="empty-file"),
         pytest.param(upload("x.parquet", b"PAR1 nope"), 422, ("cannot read as parquet",), id="parquet-that-is-not"),
         pytest.param(upload("s.csv", b"a;b;c\n1;2;3\n"), 422, ("';'-delimited",), id="semicolon-csv"),
@@ -367,10 +338,9 @@ def test_a_bad_job_upload_fails_its_task_with_a_4xx_naming_the_problem(
 # --- batches: bad rows come back by index with a reason, the others are scored ------------------------
 
 
-def row(case_id: str, bad_row: Any, *reason: str, token: str | None = None, bug: str | None = None) -> Any:
+def row(case_id: str, bad_row: Any, *reason: str, token: str | None = None) -> Any:
     """A JSON batch case: ``bad_row`` between two good rows; ``token`` replaces an ``"@"`` amount verbatim."""
-    marks = [pytest.mark.xfail(strict=True, reason=bug)] if bug else []
-    return pytest.param(bad_row, token, reason, id=case_id, marks=marks)
+    return pytest.param(bad_row, token, reason, id=case_id)
 
 
 @pytest.mark.parametrize(
@@ -384,12 +354,12 @@ def row(case_id: str, bad_row: Any, *reason: str, token: str | None = None, bug:
         row("Infinity-amount", tx("r-inf", amount="@"), "amount", token="Infinity"),
         row("1e400-amount", tx("r-1e400", amount="@"), "amount", token="1e400"),
         row("text-amount", tx("r-text", amount="lots"), "amount", "valid number"),
-        row("boolean-amount", tx("r-bool", amount=True), "amount", bug=BOOL_AMOUNT),
+        row("boolean-amount", tx("r-bool", amount=True), "amount"),
         row("future-datetime", tx("r-future", tx_datetime="2999-01-01T00:00:00Z"), "tx_datetime", "in the future"),
         row("garbage-datetime", tx("r-garbage", tx_datetime="yesterday"), "tx_datetime", "valid datetime"),
         row("empty-transaction_id", tx(""), "transaction_id", "at least 1 character"),
         row("numeric-terminal_id", tx("r-num", terminal_id=40), "terminal_id", "valid string"),
-        row("not-an-object", "not an object", "object", bug=ROW_NOT_OBJECT),
+        row("not-an-object", "not an object", "object"),
     ],
 )
 def test_a_bad_row_in_a_json_batch_comes_back_by_index_and_the_rest_is_scored(
@@ -443,7 +413,6 @@ def test_a_bad_line_in_an_uploaded_csv_comes_back_by_index_and_the_rest_is_score
 # --- open bugs that need a first request --------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=REUSED_ID)
 @pytest.mark.parametrize(
     "change", [{"customer_id": "someone-else"}, {"tx_datetime": "2026-05-01T00:00:00Z"}], ids=["customer", "earlier"]
 )
@@ -455,7 +424,6 @@ def test_a_transaction_id_sent_again_with_other_values_gets_a_4xx(client: TestCl
     assert "transaction_id" in again.text
 
 
-@pytest.mark.xfail(strict=True, reason=f"the whole batch fails: {REUSED_ID}")
 def test_a_reused_transaction_id_in_a_batch_comes_back_in_errors(client: TestClient) -> None:
     rows = [tx("reused-batch"), tx("reused-batch", customer_id="someone-else"), tx("reused-batch-ok")]
     response = client.post("/score_batch", json={"transactions": rows})

@@ -7,12 +7,9 @@ it (valid OpenAPI 3.0.2, no adaptation needed). Left out: the task status/result
 only works under `bentoml serve` (it reads PROMETHEUS_MULTIPROC_DIR, which the server sets; in
 process it never answers), and is checked against a served Bento in tests/test_bento_serve.py.
 
-Two open bugs found here are pinned by xfail tests in tests/test_bad_inputs.py and steered around
-here, so the rest of each operation keeps being explored (drop the steering once they are fixed):
-- a multipart body that does not parse gets 500 (negative /score_file and /score_job cases whose
-  body is not a form): those cases are left out (``BAD_MULTIPART`` there);
-- the generator repeats transaction ids with other values, which hits the reused-id 500
-  (``REUSED_ID`` there): positive /score cases get a numbered prefix on their id.
+Two bugs found here (a multipart body that does not parse got 500; the generator's reused
+transaction ids with other values got 500) are fixed and pinned in tests/test_bad_inputs.py; the
+generated requests here are sent unsteered.
 
 Why not ``@schema.parametrize()``: the schema only exists once the session's pipeline has packaged
 a model, so it would come from ``schemathesis.pytest.from_fixture``, and that loader fails on
@@ -21,7 +18,6 @@ operation's Hypothesis strategy (``operation.as_strategy``, schemathesis' fuzzin
 examples and coverage phases) under a plain ``@given`` runs with the same check.
 """
 
-import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -46,7 +42,6 @@ OPERATIONS = [
     ("POST", "/feedback"),
     ("POST", "/model"),
 ]
-MULTIPART = {"/score_file", "/score_job", "/score_job/submit"}
 EXCLUDED = {"/score_job/status", "/score_job/get", "/score_job/retry", "/score_job/cancel", "/metrics"}
 
 
@@ -78,23 +73,9 @@ def _cases() -> Iterator[Any]:
             yield pytest.param(method, path, GenerationMode.NEGATIVE, id=f"{method} {path}-negative")
 
 
-_fresh = itertools.count()
-
-
-def _fresh_transaction_id(case: schemathesis.Case) -> schemathesis.Case:
-    """A positive /score case with an id of its own (a numbered prefix on the generated one)."""
-    if isinstance(case.body, dict) and isinstance(case.body.get("transaction_id"), str):  # the body is optional
-        case.body["transaction_id"] = f"{next(_fresh)}-{case.body['transaction_id']}"[:128]
-    return case
-
-
 @pytest.mark.parametrize(("method", "path", "mode"), _cases())
 def test_no_generated_request_gets_a_5xx(api_schema: Any, method: str, path: str, mode: GenerationMode) -> None:
     strategy = api_schema[path][method].as_strategy(generation_mode=mode)
-    if (method, path, mode) == ("POST", "/score", GenerationMode.POSITIVE):
-        strategy = strategy.map(_fresh_transaction_id)
-    if path in MULTIPART:
-        strategy = strategy.filter(lambda case: isinstance(case.body, dict))  # a form, however wrong its fields
 
     @settings(
         max_examples=25,
