@@ -374,10 +374,94 @@ def benchmarks_markdown(results_dir: Path = RESULTS) -> str:
         parts += [f"From the newest result, `{newest}` ({m.get('timestamp', 'undated')}):", "", machine_markdown(m)]
     else:
         parts.append("No results yet.")
+    quality = {n: p for n, (p, _) in results.items() if n.startswith(QUALITY_PREFIX) and isinstance(p, dict)}
+    if quality:
+        parts += ["", training_markdown(quality).rstrip("\n")]
     for name, (payload, error) in results.items():
         section = f"## {name}\n\nCould not read `{name}.json`: {error}" if error else section_markdown(name, payload)
         parts += ["", section.rstrip("\n")]
     return "\n".join(parts) + "\n"
+
+
+QUALITY_PREFIX = "quality-"
+
+
+def _spread(samples: Sequence[float]) -> Stat | None:
+    values = [float(v) for v in samples if isinstance(v, int | float) and not isinstance(v, bool)]
+    return Stat.of(values, "s") if values else None
+
+
+def _stat_row(name: str, stat: Stat | None, note: str) -> list[str]:
+    if stat is None:
+        return [name, "", "", "", "s", "", "", f"{note} (not recorded)"]
+    return [name, fmt(stat.median), fmt(stat.min), fmt(stat.max), "s", "", "", note]
+
+
+def _dict(payload: dict[str, Any], key: str) -> dict[str, Any]:
+    value = payload.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def training_run_line(name: str, payload: dict[str, Any]) -> str:
+    """Which run a quality result came from, with its one-shot timings (features, whole evaluation)."""
+    m, seconds = _dict(payload, "machine"), _dict(payload, "seconds")
+    run = f"run {m.get('timestamp', 'of unknown date')}"
+    if m.get("git_commit"):
+        run += f" at commit `{m['git_commit']}`" + (" (uncommitted changes)" if m.get("git_dirty") else "")
+    return (
+        f"- `{name}`: {run}; {fmt(payload.get('rows'))} rows; whole evaluation {fmt(seconds.get('runtime'))} s, "
+        f"of which compute_features {fmt(seconds.get('features'))} s (one run, that commit's feature code)"
+    )
+
+
+def training_rows(name: str, payload: dict[str, Any]) -> list[list[str]]:
+    """Training-time rows of one quality result (``fraudops evaluate --json``)."""
+    protocol = name.removeprefix(QUALITY_PREFIX)
+    folds, windows, search = _dicts(payload.get("folds")), _dict(payload, "windows"), _dict(payload, "search")
+    trials = _dicts(search.get("trials"))
+    train_rows = " / ".join(fmt(f.get("train_rows")) for f in folds)
+    rounds = ", ".join(str(f.get("xgboost_rounds", "?")) for f in folds)
+    fit = "refit" if windows.get("refit") else "early-stopped fit"
+    return [
+        _stat_row(
+            f"{protocol}: final fit, per test fold",
+            _spread([f.get("seconds") for f in folds]),
+            f"{len(folds)} fold(s): XGBoost {fit} on {train_rows} rows ({rounds} rounds), "
+            "logistic regression, thresholds, test scoring",
+        ),
+        _stat_row(
+            f"{protocol}: search, per trial",
+            _spread([t.get("seconds") for t in trials]),
+            f"{len(trials)} trials, one XGBoost fit per validation fold ({len(windows.get('valid_folds') or [])}); "
+            f"{fmt(_dict(payload, 'seconds').get('search'))} s in all",
+        ),
+    ]
+
+
+def training_markdown(quality: dict[str, dict[str, Any]]) -> str:
+    """The training-time section, from the quality results (``bench/results/quality-*.json``) alone."""
+    ordered = sorted(quality.items())
+    return "\n".join(
+        [
+            "## Training time (quality runs)",
+            "",
+            "Seconds from the `fraudops evaluate --json` runs behind `bench/results/quality-*.json` "
+            "(docs/quality.md). `make bench` does not rerun them (8 to 15 minutes each), so they date from these "
+            "runs:",
+            "",
+            *(training_run_line(name, payload) for name, payload in ordered),
+            "",
+            "Median, min and max are over that run's test folds (one for protocol A) or its search trials; "
+            "trials differ in hyperparameters and rounds, so their spread is not noise. "
+            "No ceiling was measured for training.",
+            "",
+            _table([row for name, payload in ordered for row in training_rows(name, payload)]),
+        ]
+    )
 
 
 def render_benchmarks_md(results_dir: Path = RESULTS, out: Path | None = ROOT / "BENCHMARKS.md") -> str:

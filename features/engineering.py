@@ -23,12 +23,20 @@ with ``W`` the longest window (30 days by default):
   terminal in ``(t - W, t]``, else 0.
 - ``customer_nb_tx_1hour_window``: the customer's transactions in the last hour, the current one
   included (velocity; card testing is a burst of payments).
+
+How (NumPy, no per-window joins): rows are sorted once by (time, transaction id), then grouped by
+customer and by terminal with one stable sort each. Where a window starts is one binary search over
+(key, time) packed into an int64; counts and sums are differences of per-key running totals (amounts
+added in time order). With ``start``, rows before it are only look-back: they are grouped and summed
+but get no features.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import polars as pl
 
 US_PER_DAY = 86_400 * 1_000_000
@@ -104,101 +112,208 @@ class FeatureSpec:
         )
 
 
-def _cumulative_at(left: pl.DataFrame, events: pl.DataFrame, key: str, cutoff: str, values: list[str]) -> pl.DataFrame:
-    """For each left row, the key's cumulative ``values`` over events with time <= cutoff (0 if none)."""
-    # One row per (key, time): the cumulative totals after the last event at that time.
-    table = events.group_by(key, "t_us", maintain_order=True).agg(pl.col(values).last()).sort("t_us")
-    joined = (
-        left.select("_row", key, cutoff)
-        .sort(cutoff)
-        .join_asof(table, left_on=cutoff, right_on="t_us", by=key, strategy="backward", check_sortedness=False)
-    )
-    return joined.select("_row", *[pl.col(v).fill_null(0) for v in values]).sort("_row")
+# Keys times the time span must stay below this for (key, time) to fit in one int64.
+KEYED_TIME_LIMIT = 2**62
 
 
-def compute_features(transactions: pl.DataFrame, spec: FeatureSpec | None = None) -> pl.DataFrame:
+class _Timeline:
+    """Event times in row order ((time, transaction id) order); output rows are ``first_row`` onwards."""
+
+    def __init__(self, t_us: np.ndarray, first_row: int, max_offset_us: int) -> None:
+        self.t_us = t_us
+        self.first_row = first_row
+        # Every bound (time - offset, offset <= max_offset_us) is >= origin: bounds never go negative.
+        self.origin = int(t_us[0]) - max_offset_us if len(t_us) else 0
+        self.span = int(t_us[-1]) - self.origin + 1 if len(t_us) else 1
+        self._visible: dict[int, np.ndarray] = {}
+
+    def visible(self, offset_us: int) -> np.ndarray:
+        """Per output row, how many rows have time <= its time - ``offset_us`` (rows are in time order)."""
+        if offset_us not in self._visible:
+            bounds = self.t_us[self.first_row :] - offset_us
+            self._visible[offset_us] = np.searchsorted(self.t_us, bounds, side="right")
+        return self._visible[offset_us]
+
+
+@dataclass(frozen=True)
+class _Groups:
+    """The rows of one key (customer, terminal) side by side, each key's rows in time order.
+
+    ``order[i]`` is the row at grouped position ``i`` and ``first[i]`` the grouped position of that
+    key's first row. ``pos`` are the grouped positions of the output rows, ``rows`` their output row
+    numbers. ``keyed`` is (key, time) as one increasing int64 when that fits, else (key, row).
+    """
+
+    timeline: _Timeline
+    order: np.ndarray
+    first: np.ndarray
+    keyed: np.ndarray
+    by_time: bool
+    pos: np.ndarray
+    rows: np.ndarray
+    keyed_out: np.ndarray  # keyed[pos]
+
+    @classmethod
+    def of(cls, codes: np.ndarray, timeline: _Timeline) -> _Groups:
+        """Group the rows by integer key ``codes`` (given in row order)."""
+        n = len(codes)
+        order = np.argsort(codes, kind="stable")  # stable: a key's rows stay in time order
+        keys = codes[order].astype(np.int64)
+        starts = np.ones(n, dtype=bool)
+        np.not_equal(keys[1:], keys[:-1], out=starts[1:])
+        first = np.maximum.accumulate(np.where(starts, np.arange(n), 0))
+        n_keys = int(keys[-1]) + 1 if n else 0
+        by_time = n_keys * timeline.span < KEYED_TIME_LIMIT
+        # (key, time), or (key, row) when keys * span would overflow: key * (n + 1) + row < n ** 2 + n.
+        keyed = keys * timeline.span + (timeline.t_us[order] - timeline.origin) if by_time else keys * (n + 1) + order
+        if timeline.first_row == 0:
+            return cls(timeline, order, first, keyed, by_time, np.arange(n), order, keyed)
+        pos = np.flatnonzero(order >= timeline.first_row)
+        return cls(timeline, order, first, keyed, by_time, pos, order[pos] - timeline.first_row, keyed[pos])
+
+    def last_at_or_before(self, offset_us: int) -> np.ndarray:
+        """Per output position, the grouped position of its key's last row with time <= its time - offset.
+
+        ``first - 1`` when the key has no such row. Rows at the same time count in row order, so
+        for ``offset_us`` > 0 every row at the bound's time is included.
+        """
+        if self.by_time:
+            return np.searchsorted(self.keyed, self.keyed_out - offset_us, side="right") - 1
+        bound = self.keyed_out - self.order[self.pos] + self.timeline.visible(offset_us)[self.rows]
+        return np.searchsorted(self.keyed, bound, side="left") - 1
+
+    def to_rows(self, values: np.ndarray) -> np.ndarray:
+        """Values given per output position, in output row order."""
+        out = np.empty(len(values), dtype=values.dtype)
+        out[self.rows] = values
+        return out
+
+
+def _codes(ids: pl.Series) -> np.ndarray:
+    """Small integer codes, equal for equal ids (the order of the codes means nothing)."""
+    return ids.cast(pl.Enum(ids.unique())).to_physical().to_numpy()
+
+
+def _epoch_us(when: datetime) -> int:
+    """Microseconds since the Unix epoch; a naive ``when`` is taken as UTC."""
+    aware = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    return (aware - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
+REQUIRED_NOT_NULL = ("tx_datetime", "customer_id", "terminal_id", "amount")
+
+
+def compute_features(
+    transactions: pl.DataFrame, spec: FeatureSpec | None = None, start: datetime | None = None
+) -> pl.DataFrame:
     """Add the feature columns to canonical transactions, in (time, transaction id) order.
 
     The input needs the canonical columns; ``is_fraud`` may be null (unknown labels count as
-    not fraud). Output rows are sorted by time then transaction id.
+    not fraud). Output rows are sorted by time then transaction id. With ``start``, only the
+    transactions at or after it are returned: earlier ones are history that feeds their windows
+    (the values are the same as without ``start``; scoring a period skips the work on its history).
     """
     spec = spec or FeatureSpec()
-    df = (
-        transactions.sort(*ORDER_COLUMNS).with_row_index("_row").with_columns(t_us=pl.col("tx_datetime").dt.epoch("us"))
+    nulls = transactions.select(pl.col(REQUIRED_NOT_NULL).null_count()).row(0)
+    if any(nulls):
+        counts = ", ".join(f"{c}: {k}" for c, k in zip(REQUIRED_NOT_NULL, nulls, strict=True) if k)
+        raise ValueError(f"null values where features need a value ({counts}); validate with the raw suite first")
+    df = transactions.sort(*ORDER_COLUMNS)
+    t_us = df["tx_datetime"].dt.epoch("us").to_numpy()
+    first_row = 0 if start is None else int(np.searchsorted(t_us, _epoch_us(start), side="left"))
+    timeline = _Timeline(t_us, first_row, max(spec.history_days * US_PER_DAY, US_PER_HOUR))  # the longest look-back
+    customer_codes, terminal_codes = _codes(df["customer_id"]), _codes(df["terminal_id"])
+    customers, terminals = _Groups.of(customer_codes, timeline), _Groups.of(terminal_codes, timeline)
+    amount = df["amount"].cast(pl.Float64).to_numpy()
+    # Amounts add up per customer in time order: the same float sums as a per-customer cum_sum.
+    cum_amount = (
+        pl.DataFrame({"key": customer_codes[customers.order], "amount": amount[customers.order]})
+        .select(pl.col("amount").cum_sum().over("key"))
+        .to_series()
+        .to_numpy()
     )
+    fraud = df["is_fraud"].fill_null(0).cast(pl.Int64).to_numpy()[terminals.order]
+    cum_fraud = np.concatenate(([0], np.cumsum(fraud)))  # [p + 1]: frauds up to grouped position p
 
-    cust = df.select("_row", "customer_id", "t_us", "amount").with_columns(
-        cum_n=pl.int_range(1, pl.len() + 1).over("customer_id"),
-        cum_amount=pl.col("amount").cum_sum().over("customer_id"),
-    )
-    term = df.select("_row", "terminal_id", "t_us", "is_fraud").with_columns(
-        cum_n=pl.int_range(1, pl.len() + 1).over("terminal_id"),
-        cum_fraud=pl.col("is_fraud").fill_null(0).cast(pl.Int64).cum_sum().over("terminal_id"),
-    )
-
-    out = df.with_columns(
-        tx_amount=pl.col("amount"),
-        tx_during_weekend=(pl.col("tx_datetime").dt.weekday() >= 6).cast(pl.Int8),
-        tx_during_night=(pl.col("tx_datetime").dt.hour() <= spec.night_end_hour).cast(pl.Int8),
-    )
+    columns: dict[str, np.ndarray] = {}
+    windows: dict[str, np.ndarray] = {}  # customer windows in customers' grouped output order
     delay_us = spec.label_delay_days * US_PER_DAY
-    term_hi = term.with_columns(cut=pl.col("t_us") - delay_us)
-    hi = _cumulative_at(term_hi, term, "terminal_id", "cut", ["cum_n", "cum_fraud"])
-    for w in spec.windows_days:
-        cust_cut = cust.with_columns(cut=pl.col("t_us") - w * US_PER_DAY)
-        before = _cumulative_at(cust_cut, cust, "customer_id", "cut", ["cum_n", "cum_amount"])
-        n = cust["cum_n"] - before["cum_n"]
-        total = cust["cum_amount"] - before["cum_amount"]
-        lo = _cumulative_at(
-            term.with_columns(cut=pl.col("t_us") - delay_us - w * US_PER_DAY),
-            term,
-            "terminal_id",
-            "cut",
-            ["cum_n", "cum_fraud"],
-        )
-        term_n = hi["cum_n"] - lo["cum_n"]
-        frauds = hi["cum_fraud"] - lo["cum_fraud"]
-        out = out.with_columns(
-            pl.Series(f"customer_id_nb_tx_{w}day_window", n, dtype=pl.Float64),
-            pl.Series(f"customer_id_avg_amount_{w}day_window", total / n, dtype=pl.Float64),
-            pl.Series(f"terminal_id_nb_tx_{w}day_window", term_n, dtype=pl.Float64),
-            pl.Series(
-                f"terminal_id_risk_{w}day_window",
-                (frauds / term_n.cast(pl.Float64)).fill_nan(0.0),
-                dtype=pl.Float64,
-            ),
-        )
-    if spec.feature_set == "extended":
-        out = _behavioural(out, cust, spec)
-    # cust/term were built from df in _row order, so the Series above align with `out`.
-    return out.drop("_row", "t_us").with_columns(
-        pl.col("tx_amount", "tx_during_weekend", "tx_during_night").cast(pl.Float64)
+    ripe = terminals.last_at_or_before(delay_us)
+    first_of_key, cum_amount_out = customers.first[customers.pos], cum_amount[customers.pos]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for w in spec.windows_days:
+            before = customers.last_at_or_before(w * US_PER_DAY)
+            n = (customers.pos - before).astype(np.float64)
+            older = np.where(before >= first_of_key, cum_amount[before], 0.0)
+            windows[f"n{w}"] = n
+            windows[f"mean{w}"] = (cum_amount_out - older) / n
+            columns[f"customer_id_nb_tx_{w}day_window"] = customers.to_rows(n)
+            columns[f"customer_id_avg_amount_{w}day_window"] = customers.to_rows(windows[f"mean{w}"])
+            unripe = terminals.last_at_or_before(delay_us + w * US_PER_DAY)
+            term_n = (ripe - unripe).astype(np.float64)
+            risk = (cum_fraud[ripe + 1] - cum_fraud[unripe + 1]) / term_n
+            columns[f"terminal_id_nb_tx_{w}day_window"] = terminals.to_rows(term_n)
+            columns[f"terminal_id_risk_{w}day_window"] = terminals.to_rows(np.where(np.isnan(risk), 0.0, risk))
+        if spec.feature_set == "extended":
+            columns |= _behavioural(spec, customers, terminals, windows, amount, customer_codes, terminal_codes)
+    out = df.slice(first_row).with_columns(
+        tx_amount=pl.col("amount"),
+        tx_during_weekend=pl.col("tx_datetime").dt.weekday() >= 6,
+        tx_during_night=pl.col("tx_datetime").dt.hour() <= spec.night_end_hour,
+    )
+    return out.with_columns(
+        pl.col("tx_amount", "tx_during_weekend", "tx_during_night").cast(pl.Float64),
+        *(pl.Series(name, values, dtype=pl.Float64) for name, values in columns.items()),
     )
 
 
-def _behavioural(out: pl.DataFrame, cust: pl.DataFrame, spec: FeatureSpec) -> pl.DataFrame:
-    """The behavioural columns (see the module docstring); ``out`` and ``cust`` are in ``_row`` order."""
+def _behavioural(
+    spec: FeatureSpec,
+    customers: _Groups,
+    terminals: _Groups,
+    windows: dict[str, np.ndarray],
+    amount: np.ndarray,
+    customer_codes: np.ndarray,
+    terminal_codes: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """The behavioural columns (see the module docstring), in output row order.
+
+    ``windows`` holds the customer window counts and means in ``customers``' grouped output order.
+    """
     w = spec.longest_window_days
     horizon_us = w * US_PER_DAY
-    n = out[f"customer_id_nb_tx_{w}day_window"]
-    total = out[f"customer_id_avg_amount_{w}day_window"] * n
+    t_us, first_row = customers.timeline.t_us, customers.timeline.first_row
+    pos = customers.pos
+    n = windows[f"n{w}"]
+    total = windows[f"mean{w}"] * n  # the mean times n, as the definition always computed it
+    current = amount[customers.order[pos]]
     prev_n = n - 1
-    prev_mean = (total - out["amount"]) / prev_n
-    ratio = pl.Series((out["amount"] + 1) / (prev_mean + 1)).fill_nan(1.0)
-    ratio = pl.select(pl.when(prev_n > 0).then(ratio).otherwise(1.0)).to_series()
-    gap_us = cust.select(pl.col("t_us").diff().over("customer_id")).to_series()
-    hours = (gap_us.fill_null(horizon_us).clip(upper_bound=horizon_us) / US_PER_HOUR).cast(pl.Float64)
+    ratio = (current + 1) / ((total - current) / prev_n + 1)
+    ratio = np.where(prev_n > 0, np.where(np.isnan(ratio), 1.0, ratio), 1.0)
 
-    pair = cust.select(
-        "_row", "t_us", _pair=pl.concat_str("customer_id", pl.lit("\x1f"), out["terminal_id"])
-    ).with_columns(cum_n=pl.int_range(1, pl.len() + 1).over("_pair"))
-    before = _cumulative_at(pair.with_columns(cut=pl.col("t_us") - horizon_us), pair, "_pair", "cut", ["cum_n"])
-    first_visit = (pair["cum_n"] - 1 - before["cum_n"] == 0).cast(pl.Float64)
-    hour_before = _cumulative_at(
-        cust.with_columns(cut=pl.col("t_us") - US_PER_HOUR), cust, "customer_id", "cut", ["cum_n"]
+    grouped_t = t_us[customers.order]
+    gap_us = np.where(pos > customers.first[pos], grouped_t[pos] - grouped_t[pos - 1], horizon_us)
+    # Divided by Polars as before: it multiplies by the reciprocal, and the bits must not change.
+    hours = (pl.Series(np.minimum(gap_us, horizon_us)) / US_PER_HOUR).to_numpy()
+
+    # First visit: no earlier transaction of the customer at this terminal, or the latest is W days old.
+    # Rows grouped by (customer, terminal), in time order: the terminals' order, then by customer (stable).
+    pair_order = terminals.order[np.argsort(customer_codes[terminals.order], kind="stable")]
+    pair_customer, pair_terminal, pair_t = customer_codes[pair_order], terminal_codes[pair_order], t_us[pair_order]
+    seen = np.zeros(len(pair_order), dtype=bool)
+    seen[1:] = (
+        (pair_customer[1:] == pair_customer[:-1])
+        & (pair_terminal[1:] == pair_terminal[:-1])
+        & (pair_t[1:] - pair_t[:-1] < horizon_us)
     )
-    per_hour = (cust["cum_n"] - hour_before["cum_n"]).cast(pl.Float64)
+    first_visit = np.empty(len(pair_order), dtype=np.float64)
+    first_visit[pair_order] = ~seen
+
+    per_hour = (pos - customers.last_at_or_before(US_PER_HOUR)).astype(np.float64)
     names = spec.behavioural_names
-    return out.with_columns(
-        ratio.alias(names[0]), hours.alias(names[1]), first_visit.alias(names[2]), per_hour.alias(names[3])
-    )
+    return {
+        names[0]: customers.to_rows(ratio),
+        names[1]: customers.to_rows(hours),
+        names[2]: first_visit[first_row:],
+        names[3]: customers.to_rows(per_hour),
+    }

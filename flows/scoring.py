@@ -5,15 +5,16 @@ terminal_id, amount, score, decision, model_version) plus ``_source.json`` namin
 SHA-256 and the model version it was scored from. A day is rescored only when either changed, so the
 hourly deployment is idempotent and cheap; both files are written atomically (the manifest last, so a
 crash in between means "not scored yet"). Features are computed by the same offline code as training,
-over the history the windows need before the first day scored.
+over the history the windows need before the first day scored; only the scored days' rows get feature
+vectors and scores (:func:`score_period`; ``bench/bench_scoring.py`` measures the task end to end).
 """
 
 from __future__ import annotations
 
 import json
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 from prefect import flow, task
@@ -23,6 +24,9 @@ from prefect.cache_policies import NO_CACHE
 from features.engineering import FeatureSpec, compute_features
 from features.lake import Lake, write_atomic, write_parquet_atomic
 from flows.settings import current_settings
+
+if TYPE_CHECKING:
+    import xgboost as xgb
 
 MANIFEST = "_source.json"
 ALERTS_SHOWN = 50
@@ -47,29 +51,41 @@ def write_scored_day(frame: pl.DataFrame, target: Path, manifest: dict[str, Any]
     write_atomic(target / MANIFEST, lambda f: f.write(json.dumps(manifest, indent=1).encode()))
 
 
+def score_period(
+    history: pl.DataFrame, days: list[date], spec: FeatureSpec, booster: xgb.Booster, threshold: float, version: str
+) -> pl.DataFrame:
+    """Score the transactions of ``days``; ``history`` also holds the days their windows look back on.
+
+    Features are computed from the first scored day on (earlier rows only feed the windows), then the
+    native booster scores the scored days' rows with ``inplace_predict`` on its own threads (all cores
+    unless its ``nthread`` is set). Returns one row per scored transaction, in (time, transaction id) order.
+    """
+    from model.training import matrix, predict
+
+    start = datetime.combine(min(days), time(), UTC)
+    features = compute_features(history, spec, start=start).filter(pl.col("tx_datetime").dt.date().is_in(days))
+    scores = pl.Series("score", predict(booster, matrix(features, spec)), dtype=pl.Float64)
+    return features.select("transaction_id", "tx_datetime", "customer_id", "terminal_id", "amount").with_columns(
+        scores,
+        decision=pl.when(scores >= threshold).then(pl.lit("alert")).otherwise(pl.lit("approve")),
+        model_version=pl.lit(version),
+    )
+
+
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5])
 def score_days_task(
     lake_root: str, days: list[date], spec: dict[str, Any], model: bytes, threshold: float, version: str
 ) -> pl.DataFrame:
-    """Score some lake days: features over the history they need (offline code), then the booster.
+    """Score some lake days: read them with the history their windows need, then :func:`score_period`.
 
     Self-contained (paths, a spec dict, the booster's bytes) so it can run on a Dask worker.
     """
     import xgboost as xgb
 
-    from model.training import matrix, predict
-
     feature_spec = FeatureSpec.from_dict(spec)
-    lake = Lake(Path(lake_root))
-    history = lake.read(min(days) - timedelta(days=feature_spec.history_days), max(days))
-    features = compute_features(history, feature_spec).filter(pl.col("tx_datetime").dt.date().is_in(days))
+    history = Lake(Path(lake_root)).read(min(days) - timedelta(days=feature_spec.history_days), max(days))
     booster = xgb.Booster(model_file=bytearray(model))
-    scores = predict(booster, matrix(features, feature_spec))
-    return features.select("transaction_id", "tx_datetime", "customer_id", "terminal_id", "amount").with_columns(
-        score=pl.Series(scores, dtype=pl.Float64),
-        decision=pl.when(pl.Series(scores) >= threshold).then(pl.lit("alert")).otherwise(pl.lit("approve")),
-        model_version=pl.lit(version),
-    )
+    return score_period(history, days, feature_spec, booster, threshold, version)
 
 
 @flow(name="batch-score", log_prints=True)
