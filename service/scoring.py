@@ -19,8 +19,8 @@ from model.bundle import Bundle
 
 MAX_BATCH_ROWS = 10_000
 MAX_FEEDBACK_LABELS = 10_000
-#: Rows a batch scores per hold of the state lock (and per write to a shared store): ~15 ms, the longest a
-#: single /score (on the event loop) waits for a running batch.
+#: Rows a batch scores (or labels /feedback applies) per hold of the state lock and per write to a shared
+#: store: ~15 ms, the longest a single /score (on the event loop) waits for a running batch.
 STATE_CHUNK_ROWS = 500
 #: Salt of the customer-id hash in logs and monitoring (set it per deployment to stop dictionary attacks).
 ID_HASH_SALT = os.environ.get("FRAUDOPS_ID_HASH_SALT", "fraudops")
@@ -302,9 +302,13 @@ class Scorer:
 
     def apply_labels(self, labels: list[FeedbackItem]) -> list[bool]:
         """Late labels into the online state (terminal risk features); whether each transaction was known."""
-        with self._lock:
-            self.state.refresh()
-            return [self.state.add_label(item.transaction_id, item.is_fraud) for item in labels]
+        known: list[bool] = []
+        for start in range(0, len(labels), STATE_CHUNK_ROWS):  # lock per chunk, as for batches
+            with self._lock:
+                self.state.refresh()
+                chunk = labels[start : start + STATE_CHUNK_ROWS]
+                known += [self.state.add_label(item.transaction_id, item.is_fraud) for item in chunk]
+        return known
 
     def summary(self) -> dict[str, Any]:
         """What ``GET /model`` answers: version, metrics, data window, threshold, features."""
