@@ -169,7 +169,7 @@ class FraudService:
         """Score one raw transaction: probability, decision at the model's threshold, reasons.
 
         ``async``: BentoML runs it on the event loop, skipping a sync API's thread hop (measured on the
-        minimal service, bench/results/service.md ``lever_async_api``); the work is ~0.3 ms of CPU.
+        minimal service, bench/results/service.md ``lever_async_api``); the work is ~0.5 ms of CPU.
         """
         tx = TransactionIn.model_construct(**transaction)  # BentoML validated it against input_spec
         try:
