@@ -29,7 +29,7 @@ import xgboost as xgb
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repo root, for `python bench/bench_scoring.py`
 
-from bench.harness import Figure, Stat, measure, per_item, throughput, write_results
+from bench.harness import Figure, Stat, measure, parse_sizes, per_item, throughput, write_results
 from features.contract import TransactionIn
 from features.engineering import FeatureSpec, compute_features
 from features.lake import Lake
@@ -49,15 +49,7 @@ QUICK = {"customers": 500, "terminals": 1_000, "days": 60, "repeats": 3, "online
 def parse_args() -> argparse.Namespace:
     """Command line; unset sizes come from DEFAULTS, or QUICK with ``--quick``."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="small world and fewer repeats (smoke run)")
-    for key, default in DEFAULTS.items():
-        flag = "--" + key.replace("_", "-")
-        parser.add_argument(flag, type=int, help=f"default {default:,}; --quick {QUICK[key]:,}")
-    args = parser.parse_args()
-    for key, value in (QUICK if args.quick else DEFAULTS).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    return args
+    return parse_sizes(parser, DEFAULTS, QUICK)
 
 
 def batch_scoring_figures(

@@ -55,7 +55,7 @@ import polars as pl
 import xgboost as xgb
 from pydantic import TypeAdapter
 
-from bench.harness import ROOT, Figure, Stat, measure, per_item, throughput, write_results
+from bench.harness import ROOT, Figure, Stat, measure, parse_sizes, per_item, throughput, write_results
 from bench.loadgen import run_load
 from features.contract import TransactionIn
 from features.engineering import ORDER_COLUMNS, FeatureSpec, compute_features
@@ -114,18 +114,11 @@ GOAL_JSON_ROWS_S, GOAL_PARQUET_ROWS_S = 150_000.0, 500_000.0
 def parse_args() -> argparse.Namespace:
     """Command line; unset sizes come from DEFAULTS, or QUICK with ``--quick``."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="small world, fewer requests and repeats (smoke run)")
     parser.add_argument(
         "--logs", type=Path, help="keep the servers' logs and the raw measurements (measurements.pickle) here"
     )
     parser.add_argument("--render-from", type=Path, help="write the results from a saved measurements.pickle")
-    for key, default in DEFAULTS.items():
-        flag = "--" + key.replace("_", "-")
-        parser.add_argument(flag, type=int, help=f"default {default:,}; --quick {QUICK[key]:,}")
-    args = parser.parse_args()
-    for key, value in (QUICK if args.quick else DEFAULTS).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    args = parse_sizes(parser, DEFAULTS, QUICK)
     args.workers = QUICK_WORKERS if args.quick else WORKERS
     return args
 

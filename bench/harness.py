@@ -8,6 +8,7 @@ with ``write_results(name, figures, extra, source_note)``. ``render_benchmarks_m
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -154,6 +155,21 @@ def measure(
         if i >= warmup:
             samples.append(elapsed)
     return Stat.of(samples, "s")
+
+
+def parse_sizes(parser: argparse.ArgumentParser, defaults: dict[str, int], quick: dict[str, int]) -> argparse.Namespace:
+    """Add ``--quick`` and an integer option per size (``--online-rows`` for ``online_rows``), then parse.
+
+    Sizes left unset come from ``defaults``, or from ``quick`` with ``--quick``.
+    """
+    parser.add_argument("--quick", action="store_true", help="small inputs and fewer repeats (smoke run)")
+    for key, default in defaults.items():
+        parser.add_argument("--" + key.replace("_", "-"), type=int, help=f"default {default:,}; --quick {quick[key]:,}")
+    args = parser.parse_args()
+    for key, value in (quick if args.quick else defaults).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
 
 
 def throughput(seconds: Stat, rows: int, unit: str = "rows/s") -> Stat:

@@ -199,9 +199,8 @@ class SQLiteFeatureStore(FeatureStore):
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
-        if known:
-            self.refresh()  # the event may have come from another worker since our last refresh
-            self._mirror.add_label(transaction_id, label)
+        if known and not self._mirror.add_label(transaction_id, label):
+            self.refresh()  # another worker's event since our last refresh: reading it brings its label too
         return known
 
     def load_snapshot(self, frame: pl.DataFrame) -> bool:
