@@ -3,8 +3,11 @@ FROM python:3.11-slim
 RUN pip install --no-cache-dir "uv>=0.5"
 WORKDIR /app
 COPY pyproject.toml uv.lock README.md ./
+COPY config config
+COPY data data
 COPY features features
 COPY validation validation
+COPY monitoring monitoring
 COPY model model
 COPY flows flows
 COPY service service

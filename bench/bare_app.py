@@ -30,7 +30,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from uvicorn.supervisors import Multiprocess
 
-from features.contract import TransactionIn
+from data.contract import TransactionIn
 
 _booster = xgb.Booster()
 _booster.load_model(os.environ["BENCH_BOOSTER"])

@@ -29,11 +29,11 @@ import numpy as np
 import polars as pl
 
 from bench.harness import ROOT, Figure, measure, throughput, write_results
-from features.engineering import FeatureSpec, compute_features
-from features.lake import Lake
-from features.online import OnlineFeatureState, to_epoch_us
-from features.simulator import SimulatorConfig, simulate_transactions
-from features.sources import read_table, to_canonical_frame
+from data.lake import Lake
+from data.simulator import SimulatorConfig, simulate_transactions
+from data.sources import read_table, to_canonical_frame
+from features.definitions import FeatureSpec, compute_features, to_epoch_us
+from features.stores.memory import MemoryFeatureStore
 from validation.raw import validate_raw
 
 HANDBOOK = ROOT.parent / "shared" / "data" / "handbook" / "transactions_2018-04-01_2018-08-31.parquet"
@@ -53,7 +53,7 @@ def online_parity(transactions: pl.DataFrame, spec: FeatureSpec, n: int) -> dict
     """Score the last ``n`` transactions one at a time online; max abs difference to the offline vectors."""
     ordered = transactions.sort("tx_datetime", "transaction_id")
     expected = compute_features(ordered, spec).tail(n).select(spec.feature_names).to_numpy()
-    state = OnlineFeatureState.from_transactions(ordered.head(ordered.height - n), spec)
+    state = MemoryFeatureStore.from_transactions(ordered.head(ordered.height - n), spec)
     worst = 0.0
     cols = ("transaction_id", "tx_datetime", "customer_id", "terminal_id", "amount", "is_fraud")
     for i, (tid, when, cust, term, amount, label) in enumerate(ordered.tail(n).select(cols).iter_rows()):

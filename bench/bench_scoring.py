@@ -30,11 +30,11 @@ import xgboost as xgb
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repo root, for `python bench/bench_scoring.py`
 
 from bench.harness import Figure, Stat, measure, parse_sizes, per_item, throughput, write_results
-from features.contract import TransactionIn
-from features.engineering import FeatureSpec, compute_features
-from features.lake import Lake
-from features.online import OnlineFeatureState
-from features.simulator import SimulatorConfig, simulate_transactions
+from data.contract import TransactionIn
+from data.lake import Lake
+from data.simulator import SimulatorConfig, simulate_transactions
+from features.definitions import FeatureSpec, compute_features
+from features.stores.memory import MemoryFeatureStore
 from flows.scoring import score_days_task
 from model.bundle import Bundle
 from model.splits import TimeSplit
@@ -58,7 +58,7 @@ def batch_scoring_figures(
     """Batch scoring through the flow's own task over a temporary lake, next to raw ``inplace_predict``."""
     rows = transactions.height
     model = bytes(result.booster.save_raw("ubj"))  # what batch_score_flow ships to its tasks
-    threshold = float(result.model_card()["threshold"])
+    threshold = result.model_card().threshold
     days = sorted(set(transactions["tx_datetime"].dt.date().to_list()))
     booster = xgb.Booster(model_file=bytearray(model))  # loaded as the task loads it: default threads
     x = matrix(features, spec)
@@ -126,8 +126,8 @@ def main() -> None:
 
     n = args.online_rows
     history = transactions.head(rows - n)
-    state_frame = OnlineFeatureState.from_transactions(history, spec).to_frame()
-    card = {**result.model_card(), "model_version": "bench"}
+    state_frame = MemoryFeatureStore.from_transactions(history, spec).to_frame()
+    card = result.model_card().registered_as("bench", "bench")
     txs = [
         TransactionIn.model_construct(**row)
         for row in transactions.tail(n)

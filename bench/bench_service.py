@@ -57,12 +57,13 @@ from pydantic import TypeAdapter
 
 from bench.harness import ROOT, Figure, Stat, measure, parse_sizes, per_item, throughput, write_results
 from bench.loadgen import run_load
-from features.contract import TransactionIn
-from features.engineering import ORDER_COLUMNS, FeatureSpec, compute_features
-from features.online import OnlineFeatureState, to_epoch_us
-from features.simulator import SimulatorConfig, simulate_transactions
-from flows.settings import QUIET_ENV
+from config.settings import QUIET_ENV
+from data.contract import TransactionIn
+from data.simulator import SimulatorConfig, simulate_transactions
+from features.definitions import ORDER_COLUMNS, FeatureSpec, compute_features, to_epoch_us
+from features.stores.memory import MemoryFeatureStore
 from model.bundle import Bundle
+from model.card import ModelCard
 from model.splits import TimeSplit
 from model.training import train_model
 
@@ -148,7 +149,7 @@ class World:
 
     spec: FeatureSpec
     booster: xgb.Booster
-    card: dict[str, Any]
+    card: ModelCard
     state: pl.DataFrame
     pool: pl.DataFrame
     prepared: np.ndarray  # real feature rows (history), for the ceilings
@@ -168,7 +169,7 @@ class World:
     @property
     def iterations(self) -> int:
         """Trees the service uses (``best_iteration + 1``)."""
-        return int(self.card["best_iteration"]) + 1
+        return self.card.best_iteration + 1
 
 
 def build_world(args: argparse.Namespace) -> World:
@@ -183,8 +184,8 @@ def build_world(args: argparse.Namespace) -> World:
     days = features["tx_datetime"].dt.date()
     split = TimeSplit.ending_at(days.max(), days.min(), spec.label_delay_days)  # type: ignore[arg-type]
     result = train_model(features, spec, split)
-    state = OnlineFeatureState.from_transactions(history, spec).to_frame()
-    card = {**result.model_card(), "model_version": MODEL_VERSION}
+    state = MemoryFeatureStore.from_transactions(history, spec).to_frame()
+    card = result.model_card().registered_as(MODEL_VERSION, "bench")
     prepared = features.tail(args.profile_rows).select(spec.feature_names).to_numpy()
     return World(spec, result.booster, card, state, pool, prepared, history.height)
 
@@ -222,17 +223,17 @@ def profile_inprocess(world: World, args: argparse.Namespace, tmp: Path) -> dict
     from bentoml._internal.monitoring.base import MonitorBase
     from bentoml._internal.monitoring.default import DefaultMonitor
 
-    import service.service as served  # the served module: its _monitor is what every /score runs
-    from features.sqlite_store import SQLiteFeatureStore
+    from features.stores.sqlite import SQLiteFeatureStore
     from service.monitoring import JsonLinesMonitor
+    from service.recording import MONITOR_NAME, record_predictions
     from service.scoring import Scorer
     from service.uploads import read_upload
 
     # The served monitor writes JSON lines under FRAUDOPS_MONITOR_DIR; do the same here, in the temp dir. Any
     # warnings go to a file too, as a server's go to its log.
-    served_monitor = JsonLinesMonitor(served.MONITOR_NAME, log_path=str(tmp / "monitor-local"))
-    default_monitor = DefaultMonitor(served.MONITOR_NAME, log_path=str(tmp / "monitor-default"))
-    _MONITOR_INSTANCES[served.MONITOR_NAME] = served_monitor
+    served_monitor = JsonLinesMonitor(MONITOR_NAME, log_path=str(tmp / "monitor-local"))
+    default_monitor = DefaultMonitor(MONITOR_NAME, log_path=str(tmp / "monitor-default"))
+    _MONITOR_INSTANCES[MONITOR_NAME] = served_monitor
     warnings = logging.getLogger(MonitorBase.__module__)
     warnings.addHandler(logging.FileHandler(tmp / "monitor-warnings.log"))
     warnings.propagate = False
@@ -306,12 +307,24 @@ def profile_inprocess(world: World, args: argparse.Namespace, tmp: Path) -> dict
 
     timed("part_score_rows", score_rows, n)
     timed("part_serialize", lambda: [pydantic_core.to_json(res) for res in results], n)
-    timed("part_monitor", lambda: [served._monitor([res], [tx]) for res, tx in zip(results, txs, strict=True)], n)
-    _MONITOR_INSTANCES[served.MONITOR_NAME] = default_monitor
     timed(
-        "lever_monitor_default", lambda: [served._monitor([res], [tx]) for res, tx in zip(results, txs, strict=True)], n
+        "part_monitor",
+        lambda: [
+            record_predictions([res], [tx], "bench", tmp / "monitor-local")
+            for res, tx in zip(results, txs, strict=True)
+        ],
+        n,
     )
-    _MONITOR_INSTANCES[served.MONITOR_NAME] = served_monitor
+    _MONITOR_INSTANCES[MONITOR_NAME] = default_monitor
+    timed(
+        "lever_monitor_default",
+        lambda: [
+            record_predictions([res], [tx], "bench", tmp / "monitor-local")
+            for res, tx in zip(results, txs, strict=True)
+        ],
+        n,
+    )
+    _MONITOR_INSTANCES[MONITOR_NAME] = served_monitor
 
     request_chunks = iter([[json.dumps(d).encode() for d in chunk] for chunk in unseen("in-process parts", n)])
 
@@ -319,7 +332,7 @@ def profile_inprocess(world: World, args: argparse.Namespace, tmp: Path) -> dict
         for body in next(request_chunks):
             tx = TransactionIn.model_validate_json(body)
             result = scorer.score_one(TransactionIn.model_construct(**dict(tx)))
-            served._monitor([result], [tx])
+            record_predictions([result], [tx], "bench", tmp / "monitor-local")
             pydantic_core.to_json(result)
 
     timed("inprocess_request", requests, n)
@@ -343,10 +356,20 @@ def profile_inprocess(world: World, args: argparse.Namespace, tmp: Path) -> dict
     timed("batch_part_contributions", lambda: contributions(batch_rows), b, "us/row")
     timed("batch_part_score_rows", lambda: scorer.results(valid, batch_rows), b, "us/row")
     timed("batch_part_serialize", response.to_json, b, "us/row")
-    timed("batch_part_monitor", lambda: served._monitor(response.results, valid), b, "us/row")
-    _MONITOR_INSTANCES[served.MONITOR_NAME] = default_monitor
-    timed("lever_batch_monitor_default", lambda: served._monitor(response.results, valid), b, "us/row")
-    _MONITOR_INSTANCES[served.MONITOR_NAME] = served_monitor
+    timed(
+        "batch_part_monitor",
+        lambda: record_predictions(response.results, valid, "bench", tmp / "monitor-local"),
+        b,
+        "us/row",
+    )
+    _MONITOR_INSTANCES[MONITOR_NAME] = default_monitor
+    timed(
+        "lever_batch_monitor_default",
+        lambda: record_predictions(response.results, valid, "bench", tmp / "monitor-local"),
+        b,
+        "us/row",
+    )
+    _MONITOR_INSTANCES[MONITOR_NAME] = served_monitor
     stats["raw_inplace_predict_batch"] = throughput(
         measure(lambda: booster.inplace_predict(batch_rows, iteration_range=trees), r), b
     )

@@ -23,7 +23,7 @@ import bentoml
 import numpy as np
 import xgboost as xgb
 
-from features.contract import TransactionIn
+from data.contract import TransactionIn
 
 
 @bentoml.service(name="minimal_service", traffic={"timeout": 60}, http={"host": "127.0.0.1"})

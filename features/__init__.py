@@ -1,1 +1,1 @@
-"""Data contract, simulator, lake storage and feature engineering (pure Polars, no orchestration)."""
+"""Feature definitions (offline and online side by side) and the online stores behind one interface."""

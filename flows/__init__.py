@@ -1,1 +1,1 @@
-"""Prefect flows and the `fraudops` CLI: thin orchestration over features/, validation/ and model/."""
+"""Prefect flows and the `fraudops` CLI: thin orchestration over data/, features/, validation/, monitoring/, model/."""

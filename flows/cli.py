@@ -17,7 +17,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from flows.settings import Settings
+from config.settings import Settings, current_settings
+from model.policies import PromotionPolicy, ThresholdPolicy
+from monitoring.thresholds import MonitorThresholds
 
 app = typer.Typer(
     help="Card-fraud detection with its own ML lifecycle: simulate, ingest, train, promote, build, serve.",
@@ -35,10 +37,13 @@ Host = Annotated[str | None, typer.Option(help="Bind address (default FRAUDOPS_H
 Port = Annotated[int | None, typer.Option(min=1, max=65535, help="Port (default FRAUDOPS_PORT, 3000).")]
 
 
-def _settings() -> Settings:
-    settings = Settings()
-    settings.apply_environment()
-    return settings
+_settings = current_settings
+_POLICY, _THRESHOLD, _MONITOR = PromotionPolicy(), ThresholdPolicy(), MonitorThresholds()
+
+
+def _help(model: type[Any], field: str) -> str:
+    """An option's help: the pydantic field's description (the flow parameter's, so both say the same)."""
+    return model.model_fields[field].description or field
 
 
 def _date(value: str | None, option: str) -> date | None:
@@ -102,7 +107,7 @@ def _reported(what: str, *kinds: type[Exception], code: int = 2) -> Iterator[Non
             handler.removeFilter(quiet)
 
 
-DRIFT_NAMES = ("amount-inflation", "terminal-burst", "card-testing")  # features.simulator.DRIFT_PRESETS
+DRIFT_NAMES = ("amount-inflation", "terminal-burst", "card-testing")  # data.simulator.DRIFT_PRESETS
 
 
 @app.command()
@@ -129,8 +134,8 @@ def simulate(
     Live mode: `fraudops simulate --start next --days 1 --land` appends the next day of the same world.
     """
     settings = _settings()
-    from features.lake import Lake, write_parquet_atomic
-    from features.simulator import SimulatorConfig, simulate_transactions
+    from data.lake import Lake, write_parquet_atomic
+    from data.simulator import SimulatorConfig, simulate_transactions
 
     if out is not None and out.suffix not in (".parquet", ".csv"):
         raise typer.BadParameter(f"{out.name!r} must end in .parquet or .csv", param_hint="--out")
@@ -166,7 +171,7 @@ def simulate(
         f"({rate:.2%} fraud) to {target}"
     )
     if land:
-        from features.sources import SourceError
+        from data.sources import SourceError
         from flows.pipeline import ingest_flow
 
         with _reported("ingest failed", SourceError, ValueError):
@@ -190,7 +195,7 @@ def ingest(
 ) -> None:
     """Validate a file and land it in the lake; rejected rows go to quarantine with a reason."""
     _settings()
-    from features.sources import SourceError, SourceFormat
+    from data.sources import SourceError, SourceFormat
     from flows.pipeline import ingest_flow
 
     try:
@@ -224,11 +229,11 @@ def train(
         float, typer.Option(min=0, help="Seconds to search parameters around the recipe on validation (0: none).")
     ] = 0.0,
     threshold_policy: Annotated[
-        str, typer.Option(help="How the threshold is chosen on validation: cost, budget or f1.")
-    ] = "cost",
+        str, typer.Option(help="How the threshold is chosen on validation: " + _help(ThresholdPolicy, "kind"))
+    ] = _THRESHOLD.kind,
     alert_budget: Annotated[
-        float, typer.Option(min=0.0001, max=1, help="Share of transactions alerted with --threshold-policy budget.")
-    ] = 0.01,
+        float, typer.Option(min=0.0001, max=1, help=_help(ThresholdPolicy, "alert_budget"))
+    ] = _THRESHOLD.alert_budget,
 ) -> None:
     """Train on the lake with a time split and the label delay; register the model as `challenger`.
 
@@ -252,8 +257,7 @@ def train(
             check_reference=check_reference,
             from_champion=from_champion,
             search_budget_s=search_budget,
-            threshold_policy=threshold_policy,
-            alert_budget=alert_budget,
+            threshold_policy=ThresholdPolicy(kind=threshold_policy, alert_budget=alert_budget),  # type: ignore[arg-type]
         )
     m = result["metrics"]
     console.print(f"registered v{result['version']}: test AUC {m['test_auc']:.3f}, AP {m['test_ap']:.3f}")
@@ -261,16 +265,18 @@ def train(
 
 @app.command()
 def promote(
-    mode: Annotated[
-        str, typer.Option(help="auto, or manual: wait for approval in the Prefect UI (needs a Prefect server).")
-    ] = "auto",
-    max_ap_drop: Annotated[float, typer.Option(min=0, help="Largest AP loss vs the champion still promoted.")] = 0.01,
+    mode: Annotated[str, typer.Option(help=_help(PromotionPolicy, "mode"))] = _POLICY.mode,
+    max_ap_drop: Annotated[
+        float, typer.Option(min=0, help=_help(PromotionPolicy, "max_ap_drop"))
+    ] = _POLICY.max_ap_drop,
     min_ap_gain: Annotated[
-        float, typer.Option(min=0, help="If > 0: AP gain over the champion required to replace it.")
-    ] = 0.0,
-    min_ap: Annotated[float, typer.Option(min=0, max=1, help="Absolute AP floor for the challenger.")] = 0.3,
-    min_auc: Annotated[float, typer.Option(min=0, max=1, help="Absolute AUC floor for the challenger.")] = 0.8,
-    approval_timeout: Annotated[int, typer.Option(min=1, help="Seconds to wait for approval in manual mode.")] = 3600,
+        float, typer.Option(min=0, help=_help(PromotionPolicy, "min_ap_gain"))
+    ] = _POLICY.min_ap_gain,
+    min_ap: Annotated[float, typer.Option(min=0, max=1, help=_help(PromotionPolicy, "min_ap"))] = _POLICY.min_ap,
+    min_auc: Annotated[float, typer.Option(min=0, max=1, help=_help(PromotionPolicy, "min_auc"))] = _POLICY.min_auc,
+    approval_timeout: Annotated[
+        int, typer.Option(min=1, help=_help(PromotionPolicy, "approval_timeout_s"))
+    ] = _POLICY.approval_timeout_s,
 ) -> None:
     """Gate the challenger against the champion on the most recent labelled window; move `champion` if it passes."""
     _settings()
@@ -278,15 +284,16 @@ def promote(
 
     if mode not in ("auto", "manual"):
         raise typer.BadParameter("expected auto or manual", param_hint="--mode")
+    policy = PromotionPolicy(
+        mode=mode,  # type: ignore[arg-type]
+        max_ap_drop=max_ap_drop,
+        min_ap_gain=min_ap_gain,
+        min_ap=min_ap,
+        min_auc=min_auc,
+        approval_timeout_s=approval_timeout,
+    )
     with _reported("promotion failed", ValueError):
-        decision = promote_flow(
-            mode=mode,
-            max_ap_drop=max_ap_drop,
-            min_ap_gain=min_ap_gain,
-            min_ap=min_ap,
-            min_auc=min_auc,
-            approval_timeout_s=approval_timeout,
-        )
+        decision = promote_flow(policy=policy)
     console.print(("promoted: " if decision["promote"] else "not promoted: ") + "; ".join(decision["reasons"]))
 
 
@@ -337,6 +344,16 @@ def score(
 def monitor(
     days: Annotated[int, typer.Option(min=1, help="Newest days compared with the training window.")] = 7,
     retrain: Annotated[str, typer.Option(help="auto, deployment, inline or off.")] = "auto",
+    psi_drift: Annotated[float, typer.Option(min=0, help=_help(MonitorThresholds, "psi_drift"))] = _MONITOR.psi_drift,
+    max_ap_drop: Annotated[
+        float, typer.Option(min=0, help=_help(MonitorThresholds, "max_ap_drop"))
+    ] = _MONITOR.max_ap_drop,
+    min_labelled_frauds: Annotated[
+        int, typer.Option(min=1, help=_help(MonitorThresholds, "min_labelled_frauds"))
+    ] = _MONITOR.min_labelled_frauds,
+    max_rejected_share: Annotated[
+        float, typer.Option(min=0, max=1, help=_help(MonitorThresholds, "max_rejected_share"))
+    ] = _MONITOR.max_rejected_share,
 ) -> None:
     """Drift, performance on arrived labels and data quality vs the champion's training window; retrain if needed."""
     _settings()
@@ -345,7 +362,14 @@ def monitor(
     if retrain not in ("auto", "deployment", "inline", "off"):
         raise typer.BadParameter("expected auto, deployment, inline or off", param_hint="--retrain")
     with _reported("monitoring failed", ValueError):
-        out = monitor_flow(days=days, retrain=retrain)
+        thresholds = MonitorThresholds(
+            psi_warn=min(_MONITOR.psi_warn, psi_drift),
+            psi_drift=psi_drift,
+            max_ap_drop=max_ap_drop,
+            min_labelled_frauds=min_labelled_frauds,
+            max_rejected_share=max_rejected_share,
+        )
+        out = monitor_flow(days=days, thresholds=thresholds, retrain=retrain)  # type: ignore[arg-type]
     console.print("; ".join(out["reasons"]) or "all checks within thresholds")
     console.print(f"retrain: {out['retrain']}")
 
@@ -369,7 +393,7 @@ def evaluate(
     Hyperparameters are chosen on validation periods before the test period; everything is logged to MLflow.
     """
     _settings()
-    from features.sources import SourceError
+    from data.sources import SourceError
     from flows.evaluate import evaluate_flow
     from model.protocols import PROTOCOLS
 

@@ -27,10 +27,11 @@ from prefect.cache_policies import NO_CACHE
 from rich.console import Console
 from rich.table import Table
 
-from features.engineering import FeatureSpec, compute_features
-from features.lake import write_atomic
-from features.sources import SourceFormat, detect_format, read_table, to_canonical_frame
-from flows.settings import Settings
+from config.machine import machine
+from config.settings import Settings
+from data.lake import write_atomic
+from data.sources import SourceFormat, detect_format, read_table, to_canonical_frame
+from features.definitions import FeatureSpec, compute_features
 from model.anchors import ANCHORS
 from model.protocols import (
     A_TRAIN_START,
@@ -127,10 +128,9 @@ def log_to_mlflow(payload: dict[str, Any], protocol: str) -> str:
     """One parent run per protocol (params, metrics per model, counts, the JSON), a child run per model."""
     import mlflow
 
-    from model.registry import configure_mlflow
+    from model.registry import Registry
 
-    settings = Settings()
-    configure_mlflow(settings.tracking_uri, settings.experiment, settings.artifact_root)
+    Registry.connect(Settings())
     search = payload["search"]
     with mlflow.start_run(run_name=f"evaluate-{protocol}") as run:
         mlflow.set_tags({"fraudops.stage": "evaluate", "fraudops.protocol": protocol})
@@ -203,18 +203,6 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
-def _machine() -> dict[str, Any]:
-    """Machine facts for the results file (the benchmark harness's when the repository has it)."""
-    try:
-        from bench.harness import machine
-    except ImportError:  # installed without the repository's bench/ directory
-        import os
-        import platform
-
-        return {"cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
-    return machine()
-
-
 def write_json(payload: dict[str, Any], path: Path) -> None:
     """Write ``payload`` as indented strict JSON, atomically."""
     text = json.dumps(_json_ready(payload), indent=2, allow_nan=False) + "\n"
@@ -284,7 +272,7 @@ def _evaluate(
                 "test_frauds": payload["test_set"]["frauds"],
                 "runtime_s": payload["seconds"]["runtime"],
             },
-            "machine": _machine(),
+            "machine": machine(),
         }
         write_json(payload, Path(json_out))
     return payload

@@ -16,8 +16,8 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
-from features.sources import SourceError
-from flows.settings import current_settings
+from config.settings import current_settings
+from data.sources import SourceError
 
 SUFFIXES = {".csv", ".parquet", ".pq", ".txt"}
 

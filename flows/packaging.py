@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 import xgboost as xgb
 
+from config.settings import Settings
 from model.bundle import write_bundle
+from model.card import ModelCard
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def save_bento_model(
-    name: str, version: str, booster: xgb.Booster, card: dict[str, Any], state: pl.DataFrame, labels: dict[str, str]
+    name: str, version: str, booster: xgb.Booster, card: ModelCard, state: pl.DataFrame, labels: dict[str, str]
 ) -> str:
     """Import the bundle into the BentoML store as ``name:v<version>`` (reused if already there)."""
     import bentoml
@@ -29,7 +29,7 @@ def save_bento_model(
     with contextlib.suppress(NotFound):
         bentoml.models.get(tag)
         return tag
-    with bentoml.models.create(tag, labels=labels, metadata={"threshold": card["threshold"]}) as stored:
+    with bentoml.models.create(tag, labels=labels, metadata={"threshold": card.threshold}) as stored:
         write_bundle(Path(stored.path), booster, card, state)
     return tag
 
@@ -45,7 +45,7 @@ def build_bento(model_tag: str, version: str, project_root: Path = PROJECT_ROOT)
     bento_tag = f"fraud_service:v{version}"
     with contextlib.suppress(NotFound):
         bentoml.bentos.delete(bento_tag)
-    env = {**os.environ, "FRAUDOPS_MODEL_TAG": model_tag}
+    env = Settings().child_environment(model_tag=model_tag)
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [
             sys.executable,

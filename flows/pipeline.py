@@ -13,13 +13,14 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from features.engineering import FeatureSpec, compute_features
-from features.lake import Lake, write_parquet_atomic
-from features.online import OnlineFeatureState
-from features.simulator import SimulatorConfig, simulate_transactions
-from features.sources import SourceError, SourceFormat, read_table, to_canonical_frame
+from config.settings import Settings, current_settings
+from data.lake import Lake, write_parquet_atomic
+from data.simulator import SimulatorConfig, simulate_transactions
+from data.sources import SourceError, SourceFormat, read_table, to_canonical_frame
+from features.definitions import FeatureSpec, compute_features
+from features.stores.memory import MemoryFeatureStore
 from flows.promotion import promote_flow, rollback_flow
-from flows.settings import Settings, current_settings
+from model.policies import PromotionPolicy, ThresholdPolicy
 from model.splits import TimeSplit
 from validation.docs import build_data_docs, data_docs_markdown, recording_data_docs
 from validation.features import FeatureValidationError, ReferenceProfile, reference_profile, validate_features
@@ -81,7 +82,7 @@ def simulate_flow(
     ``start=None`` is live mode: the day after the lake's newest partition (``origin`` for an
     empty lake). The world (customers, terminals, ongoing compromises) is the same for the same
     ``customers``, ``terminals``, ``seed`` and ``origin``, so appended days continue it.
-    ``drift`` names presets from ``features.simulator.DRIFT_PRESETS`` applied to these days.
+    ``drift`` names presets from ``data.simulator.DRIFT_PRESETS`` applied to these days.
     """
     settings = _settings()
     if start is None:
@@ -155,9 +156,9 @@ def features_digest(lineage: list[dict[str, str]], spec: FeatureSpec) -> str:
     """Cache key of a feature table: the lake partitions' SHA-256, the spec, and the feature code itself."""
     import json
 
-    import features.engineering
+    import features.definitions
 
-    code = hashlib.sha256(Path(features.engineering.__file__).read_bytes()).hexdigest()
+    code = hashlib.sha256(Path(features.definitions.__file__).read_bytes()).hexdigest()
     parts = "".join(f"{p['partition']}:{p['sha256']};" for p in lineage)
     return hashlib.sha256(f"{parts}|{json.dumps(spec.to_dict(), sort_keys=True)}|{code}".encode()).hexdigest()
 
@@ -213,7 +214,7 @@ def champion_basis(model_name: str) -> ChampionBasis | None:
     if champion is None:
         return None
     card = load_model_card(champion)
-    reference = ReferenceProfile.from_dict(card["reference"]) if "reference" in card else None
+    reference = ReferenceProfile.from_dict(card.reference) if card.reference is not None else None
     return ChampionBasis(champion.version, reference, load_recipe(champion))
 
 
@@ -228,8 +229,7 @@ def train_flow(
     check_reference: bool = True,
     from_champion: bool = True,
     search_budget_s: float = 0.0,
-    threshold_policy: str = "cost",
-    alert_budget: float = 0.01,
+    threshold_policy: ThresholdPolicy = ThresholdPolicy(),  # noqa: B008 (a frozen model: a safe default)
 ) -> dict[str, Any]:
     """Features from the lake window, GX feature gate, XGBoost on a time split, MLflow run, `challenger`.
 
@@ -245,15 +245,15 @@ def train_flow(
     ``search_budget_s > 0`` searches around it on the validation window within that many seconds.
     The threshold is chosen on the validation window by ``threshold_policy`` (cost, budget, f1).
     """
-    from model.registry import configure_mlflow, log_training_run
-    from model.training import ThresholdPolicy, TrainingConfig, train_model
+    from model.registry import Registry, log_training_run
+    from model.training import TrainingConfig, train_model
 
     settings = _settings()
     lake = Lake(settings.home_dir)
     transactions = lake.read(start, end)
     if transactions.height == 0:
         raise ValueError(f"the lake at {lake.transactions_dir} has no transactions in {start}..{end}; ingest first")
-    configure_mlflow(settings.tracking_uri, settings.experiment, settings.artifact_root)
+    Registry.connect(settings)
     spec = FeatureSpec(label_delay_days=settings.label_delay_days if label_delay_days is None else label_delay_days)
     features = build_features_task(transactions, spec, features_digest(lake.lineage(start, end), spec))
     basis = champion_basis(settings.registered_model) if check_reference or from_champion else None
@@ -277,15 +277,14 @@ def train_flow(
         tags |= {"fraudops.search_trials": str(len(found.trials)), "fraudops.search_budget_s": str(search_budget_s)}
         recipe_source += f", searched ({len(found.trials)} trials in {search_budget_s:g} s)"
     print(f"training from the {recipe_source}")
-    policy = ThresholdPolicy(kind=threshold_policy, alert_budget=alert_budget)  # type: ignore[arg-type]
-    result = task(train_model, cache_policy=NO_CACHE)(features, spec, split, config, policy)
+    result = task(train_model, cache_policy=NO_CACHE)(features, spec, split, config, threshold_policy)
+    card = result.model_card()
     # Profile the training rows; the warm-up is counted from the first transaction read, as the features were.
     try:
         profile = reference_profile(split.select(features, "train"), spec, features["tx_datetime"].min())
-        card_extra = {"reference": profile.to_dict()}
+        card = card.with_reference(profile.to_dict())
     except ValueError as error:  # a training window shorter than the feature warm-up
         get_run_logger().warning("no reference profile saved (%s): the next training runs without its bounds", error)
-        card_extra = {}
     lineage = lake.lineage(split.train_start, split.test_end)
     registered = log_training_run(
         result,
@@ -293,7 +292,7 @@ def train_flow(
         lineage,
         extra_tags=tags,
         lake_uri=lake.transactions_dir.as_uri(),
-        card_extra=card_extra,
+        card=card,
         validation={"feature_gate": gate.to_dict()},
     )
     print(
@@ -328,16 +327,13 @@ def search_task(
 def package_flow() -> dict[str, str]:
     """Champion -> BentoML model (booster, card, online state, lineage labels) -> Bento."""
     from flows.packaging import build_bento, save_bento_model
-    from model.registry import CHAMPION, alias_version, configure_mlflow, load_booster, load_model_card
+    from model.registry import Registry, load_booster, load_model_card
 
     settings = _settings()
-    configure_mlflow(settings.tracking_uri, settings.experiment, settings.artifact_root)
-    champion = alias_version(settings.registered_model, CHAMPION)
-    if champion is None:
-        raise ValueError(f"no '{CHAMPION}' alias on {settings.registered_model}: run train and promote first")
-    card = load_model_card(champion) | {"model_version": champion.version, "run_id": champion.run_id}
-    spec = FeatureSpec.from_dict(card["feature_spec"])
-    state = OnlineFeatureState.from_transactions(Lake(settings.home_dir).read(), spec).to_frame()
+    champion = Registry.connect(settings).champion()
+    card = load_model_card(champion)
+    spec = card.spec
+    state = MemoryFeatureStore.from_transactions(Lake(settings.home_dir).read(), spec).to_frame()
     labels = {
         "mlflow_model": settings.registered_model,
         "mlflow_version": champion.version,
@@ -367,16 +363,14 @@ def pipeline_flow(
 def train_and_promote_flow(
     seed: int = 42,
     search_budget_s: float = 120.0,
-    mode: str = "auto",
-    max_ap_drop: float = 0.01,
-    min_ap_gain: float = 0.0,
+    policy: PromotionPolicy = PromotionPolicy(),  # noqa: B008 (a frozen model: a safe default)
 ) -> dict[str, Any]:
-    """Scheduled retrain: train, gate against the champion, package when promoted.
+    """Scheduled retrain: train, gate against the champion with ``policy``, package when promoted.
 
     Training starts from the champion's recipe on all labelled lake history and searches around it
     for ``search_budget_s`` seconds.
     """
     training = train_flow(seed=seed, search_budget_s=search_budget_s)
-    promotion = promote_flow(mode=mode, max_ap_drop=max_ap_drop, min_ap_gain=min_ap_gain)
+    promotion = promote_flow(policy=policy)
     package = package_flow() if promotion["promote"] else None
     return {"train": training, "promote": promotion, "package": package}

@@ -18,13 +18,14 @@ from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from pydantic import Field
 
-from features.engineering import FeatureSpec, compute_features
-from features.lake import Lake
-from flows.settings import current_settings
+from config.settings import current_settings
+from data.lake import Lake
+from features.definitions import FeatureSpec, compute_features
 from model.promotion import ModelScore, PromotionDecision, PromotionPolicy, decide_promotion
 from model.splits import TimeSplit
 
 if TYPE_CHECKING:
+    from model.card import ModelCard
     from model.registry import RegisteredModel
 
 PREVIOUS_CHAMPION = "previous_champion"
@@ -38,7 +39,7 @@ class PromotionApproval(RunInput):
     note: str = Field("", description="Why (recorded with the decision).")
 
 
-def promotion_window(lake: Lake, split: dict[str, str], delay_days: int, days: int = 7) -> tuple[date, date]:
+def promotion_window(lake: Lake, split: TimeSplit, delay_days: int, days: int = 7) -> tuple[date, date]:
     """The most recent labelled ``days`` as of the lake's newest day (labels lag by ``delay_days``).
 
     When that window overlaps what the challenger trained or chose its threshold on, its own test
@@ -49,37 +50,30 @@ def promotion_window(lake: Lake, split: dict[str, str], delay_days: int, days: i
         raise ValueError(f"the lake at {lake.transactions_dir} is empty")
     end = newest - timedelta(days=delay_days)
     start = end - timedelta(days=days - 1)
-    if start <= date.fromisoformat(split["valid_end"]):
-        return date.fromisoformat(split["test_start"]), date.fromisoformat(split["test_end"])
+    if start <= split.valid_end:
+        return split.test_start, split.test_end
     return start, end
 
 
 @flow(name="promote", log_prints=True)
 def promote_flow(
-    mode: str = "auto",
-    max_ap_drop: float = 0.01,
-    min_ap_gain: float = 0.0,
-    min_ap: float = 0.3,
-    min_auc: float = 0.8,
-    approval_timeout_s: int = 3600,
+    policy: PromotionPolicy = PromotionPolicy(),  # noqa: B008 (a frozen model: a safe default)
     approval_poll_s: int = 10,
 ) -> dict[str, Any]:
     """Gate the `challenger` against the `champion` on the most recent labelled window; move `champion` if it wins.
 
     Both versions are scored by the same code on the same rows, each with its own feature spec and
-    shipped threshold. ``mode="manual"`` pauses a challenger that passed until a reviewer answers
-    the `PromotionApproval` form in the Prefect UI; no answer within ``approval_timeout_s`` rejects.
-    The decision is a `promotion-decision` markdown artifact and tags on the challenger version.
+    shipped threshold. ``policy.mode="manual"`` pauses a challenger that passed until a reviewer
+    answers the `PromotionApproval` form in the Prefect UI; no answer within
+    ``policy.approval_timeout_s`` rejects. The decision is a `promotion-decision` markdown artifact
+    and tags on the challenger version.
     """
-    from model.registry import CHALLENGER, CHAMPION, alias_version, configure_mlflow, set_alias, tag_version
+    from model.registry import CHAMPION, Registry, set_alias, tag_version
 
-    policy = PromotionPolicy(mode, min_ap, min_auc, max_ap_drop, min_ap_gain, approval_timeout_s)  # type: ignore[arg-type]
     settings = current_settings()
-    configure_mlflow(settings.tracking_uri, settings.experiment, settings.artifact_root)
-    challenger = alias_version(settings.registered_model, CHALLENGER)
-    if challenger is None:
-        raise ValueError(f"no '{CHALLENGER}' alias on {settings.registered_model}: run train first")
-    champion = alias_version(settings.registered_model, CHAMPION)
+    registry = Registry.connect(settings)
+    challenger = registry.challenger()
+    champion = registry.alias(CHAMPION)
     if champion is not None and champion.version == challenger.version:
         reason = f"the challenger already is the champion (v{champion.version}): nothing to promote"
         print(reason)
@@ -120,19 +114,18 @@ def measure_and_decide(
 
     card = load_model_card(challenger)
     champion_card = load_model_card(champion) if champion is not None else None
-    spec = FeatureSpec.from_dict(card["feature_spec"])
     lake = Lake(home)
-    window = promotion_window(lake, card["split"], spec.label_delay_days)
-    history = max(FeatureSpec.from_dict(c["feature_spec"]).history_days for c in (card, champion_card) if c)
+    window = promotion_window(lake, card.split, card.spec.label_delay_days)
+    history = max(c.spec.history_days for c in (card, champion_card) if c)
     transactions = lake.read(window[0] - timedelta(days=history), window[1])
     split = TimeSplit(window[0], window[1], window[0], window[1], *window)
     frames: dict[FeatureSpec, pl.DataFrame] = {}
 
-    def score(model: RegisteredModel, model_card: dict[str, Any]) -> ModelScore:
-        model_spec = FeatureSpec.from_dict(model_card["feature_spec"])
+    def score(model: RegisteredModel, model_card: ModelCard) -> ModelScore:
+        model_spec = model_card.spec
         if model_spec not in frames:
             frames[model_spec] = split.select(compute_features(transactions, model_spec), "test")
-        metrics = evaluate_booster(load_booster(model), frames[model_spec], model_spec, model_card["threshold"])
+        metrics = evaluate_booster(load_booster(model), frames[model_spec], model_spec, model_card.threshold)
         return ModelScore.from_metrics(model.version, metrics)
 
     mine = score(challenger, card)
@@ -165,23 +158,14 @@ def ask_for_approval(decision: PromotionDecision, policy: PromotionPolicy, poll_
 @flow(name="rollback", log_prints=True)
 def rollback_flow() -> dict[str, Any]:
     """Move `champion` back to the version it replaced (the `previous_champion` tag of the current one)."""
-    import mlflow
+    from model.registry import CHAMPION, Registry, set_alias, tag_version
 
-    from model.registry import CHAMPION, RegisteredModel, alias_version, configure_mlflow, set_alias, tag_version
-
-    settings = current_settings()
-    configure_mlflow(settings.tracking_uri, settings.experiment, settings.artifact_root)
-    current = alias_version(settings.registered_model, CHAMPION)
-    if current is None:
-        raise ValueError(f"no '{CHAMPION}' alias on {settings.registered_model}: nothing to roll back")
-    client = mlflow.MlflowClient()
-    tags = client.get_model_version(settings.registered_model, current.version).tags
-    previous = tags.get(PREVIOUS_CHAMPION)
+    registry = Registry.connect(current_settings())
+    current = registry.champion("nothing to roll back")
+    previous = registry.version_tags(current).get(PREVIOUS_CHAMPION)
     if not previous:
         raise ValueError(f"champion v{current.version} replaced no earlier champion: nothing to roll back to")
-    target = RegisteredModel(
-        settings.registered_model, previous, client.get_model_version(settings.registered_model, previous).run_id
-    )
+    target = registry.version(previous)
     set_alias(target, CHAMPION)
     tag_version(current, {"promotion": "rolled back", "rolled_back_to": previous})
     message = f"## Rollback\n\n`champion` moved from v{current.version} back to v{previous}.\n"

@@ -21,9 +21,9 @@ from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from features.engineering import FeatureSpec, compute_features
-from features.lake import Lake, write_atomic, write_parquet_atomic
-from flows.settings import current_settings
+from config.settings import current_settings
+from data.lake import Lake, write_atomic, write_parquet_atomic
+from features.definitions import FeatureSpec, compute_features
 
 if TYPE_CHECKING:
     import xgboost as xgb
@@ -100,15 +100,12 @@ def batch_score_flow(
     over a Dask cluster (see :func:`dask_batch_score`). Returns the model version, the days scored,
     the row count and the alert count.
     """
-    from model.registry import CHAMPION, alias_version, configure_mlflow, load_booster, load_model_card
+    from model.registry import Registry, load_booster, load_model_card
 
     settings = current_settings()
-    configure_mlflow(settings.tracking_uri, settings.experiment, settings.artifact_root)
-    champion = alias_version(settings.registered_model, CHAMPION)
-    if champion is None:
-        raise ValueError(f"no '{CHAMPION}' alias on {settings.registered_model}: train and promote first")
+    champion = Registry.connect(settings).champion()
     card = load_model_card(champion)
-    threshold = float(card["threshold"])
+    threshold = card.threshold
     lake, out_dir = Lake(settings.home_dir), scored_dir(settings.home_dir)
     todo = []
     for part in lake.lineage(start, end):
@@ -122,7 +119,7 @@ def batch_score_flow(
     model = bytes(load_booster(champion).save_raw("ubj"))
     chunks = [days[i : i + chunk_days] for i in range(0, len(days), chunk_days)]
     futures = [
-        score_days_task.submit(str(lake.root), chunk, card["feature_spec"], model, threshold, champion.version)
+        score_days_task.submit(str(lake.root), chunk, card.spec.to_dict(), model, threshold, champion.version)
         for chunk in chunks
     ]
     scored = pl.concat([f.result() for f in futures]).sort("tx_datetime", "transaction_id")

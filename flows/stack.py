@@ -20,7 +20,7 @@ from types import TracebackType
 
 import httpx
 
-from flows.settings import Settings
+from config.settings import Settings
 
 WORK_POOL = "fraudops-process"
 HOST = "127.0.0.1"
@@ -48,8 +48,11 @@ class Stack:
     """Child processes started together and stopped together (a context manager)."""
 
     settings: Settings
-    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    env: dict[str, str] = field(init=False)
     services: list[Service] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.env = self.settings.child_environment()
 
     @property
     def logs(self) -> Path:

@@ -5,18 +5,16 @@ Written by the package flow, read by the service; neither imports the other.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 import xgboost as xgb
 
-from features.engineering import FeatureSpec
+from features.definitions import FeatureSpec
+from model.card import CARD_FILE, ModelCard
 
 BOOSTER_FILE = "booster.ubj"
-CARD_FILE = "model_card.json"
 STATE_FILE = "online_state.parquet"
 
 
@@ -25,30 +23,30 @@ class Bundle:
     """A loaded bundle."""
 
     booster: xgb.Booster
-    card: dict[str, Any]
+    card: ModelCard
     state: pl.DataFrame
 
     @property
     def spec(self) -> FeatureSpec:
         """Feature spec recorded in the model card."""
-        return FeatureSpec.from_dict(self.card["feature_spec"])
+        return self.card.spec
 
     @property
     def threshold(self) -> float:
         """Alert threshold on the fraud probability."""
-        return float(self.card["threshold"])
+        return self.card.threshold
 
     @property
     def version(self) -> str:
         """Model version from the card, or ``unknown``."""
-        return str(self.card.get("model_version", "unknown"))
+        return self.card.version
 
 
-def write_bundle(directory: Path, booster: xgb.Booster, card: dict[str, Any], state: pl.DataFrame) -> None:
+def write_bundle(directory: Path, booster: xgb.Booster, card: ModelCard, state: pl.DataFrame) -> None:
     """Write the three files into ``directory`` (a fresh BentoML model directory)."""
     directory.mkdir(parents=True, exist_ok=True)
     booster.save_model(directory / BOOSTER_FILE)
-    (directory / CARD_FILE).write_text(json.dumps(card, indent=2, default=str))
+    (directory / CARD_FILE).write_text(card.to_json())
     state.write_parquet(directory / STATE_FILE)
 
 
@@ -59,8 +57,7 @@ def read_bundle(directory: Path) -> Bundle:
             raise FileNotFoundError(f"model bundle {directory} lacks {name}")
     booster = xgb.Booster()
     booster.load_model(directory / BOOSTER_FILE)
-    card = json.loads((directory / CARD_FILE).read_text())
+    card = ModelCard.from_json((directory / CARD_FILE).read_text())
     # Restore the early-stopping point: saved boosters keep all trees.
-    if "best_iteration" in card:
-        booster.set_attr(best_iteration=str(card["best_iteration"]))
+    booster.set_attr(best_iteration=str(card.best_iteration))
     return Bundle(booster, card, pl.read_parquet(directory / STATE_FILE))

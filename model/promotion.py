@@ -9,31 +9,9 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from datetime import date
-from typing import Any, Literal
+from typing import Any
 
-
-@dataclass(frozen=True)
-class PromotionPolicy:
-    """What a challenger must show to become champion.
-
-    Absolute floors first (``min_ap``, ``min_auc``); then against the champion: not worse in AP by
-    more than ``max_ap_drop`` or, when ``min_ap_gain > 0``, better by at least ``min_ap_gain``.
-    ``manual`` mode asks a person to approve a challenger that passed (within
-    ``approval_timeout_s`` seconds, else it is rejected).
-    """
-
-    mode: Literal["auto", "manual"] = "auto"
-    min_ap: float = 0.3
-    min_auc: float = 0.8
-    max_ap_drop: float = 0.01
-    min_ap_gain: float = 0.0
-    approval_timeout_s: int = 3600
-
-    def __post_init__(self) -> None:
-        if self.mode not in ("auto", "manual"):
-            raise ValueError(f"promotion mode {self.mode!r}: expected 'auto' or 'manual'")
-        if self.max_ap_drop < 0 or self.min_ap_gain < 0:
-            raise ValueError("max_ap_drop and min_ap_gain are margins: they must be >= 0")
+from model.policies import PromotionPolicy
 
 
 @dataclass(frozen=True)

@@ -40,12 +40,13 @@ import numpy as np
 import polars as pl
 import xgboost as xgb
 
-from features.contract import SCENARIO_COLUMN
-from features.engineering import FeatureSpec
+from data.contract import SCENARIO_COLUMN
+from features.definitions import FeatureSpec
 from model.anchors import PERFECT_CP_AT_100_PROTOCOL_A
 from model.metrics import CostModel, alert_metrics, card_precision_at_k, ranking_metrics, recall_at_budget
+from model.policies import ThresholdPolicy
 from model.search import SearchFold, SearchResult, search_folds
-from model.training import ThresholdPolicy, TrainingConfig, fit_logistic, fit_xgboost, labels, matrix, predict
+from model.training import TrainingConfig, fit_logistic, fit_xgboost, labels, matrix, predict
 
 PROTOCOLS = ("A-strict", "A-extended", "B")
 MODELS = ("xgboost", "logistic_regression")

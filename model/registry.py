@@ -3,24 +3,31 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import xgboost as xgb
 
+from model.card import CARD_FILE, ModelCard
 from model.training import TrainingConfig, TrainingResult
+
+if TYPE_CHECKING:
+    from config.settings import Settings
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
-MODEL_CARD = "model_card.json"
+MODEL_CARD = CARD_FILE
 RECIPE_PREFIX = "recipe_"
 
 
 class TrackingUnavailable(RuntimeError):
     """The MLflow tracking server cannot be reached (after the client's own retries)."""
+
+
+class NoSuchAlias(ValueError):
+    """The registered model has no version behind an alias (no champion yet, no challenger yet)."""
 
 
 @dataclass(frozen=True)
@@ -66,34 +73,35 @@ def log_training_run(
     lineage: list[dict[str, str]],
     extra_tags: dict[str, str] | None = None,
     lake_uri: str | None = None,
-    card_extra: dict[str, Any] | None = None,
+    card: ModelCard | None = None,
     validation: dict[str, dict[str, Any]] | None = None,
 ) -> RegisteredModel:
     """Log params, metrics, lineage and the booster; register a new version aliased ``challenger``.
 
-    ``card_extra`` is merged into the model card; each ``validation`` entry (a GX suite result as a
-    dict) is logged as ``validation/<name>.json`` with a ``<name>_success`` metric.
+    ``card`` is the model card to log (default: the result's own); each ``validation`` entry (a GX
+    suite result as a dict) is logged as ``validation/<name>.json`` with a ``<name>_success`` metric.
     """
     import mlflow
     import pandas as pd
     from mlflow.models import infer_signature
 
-    card = result.model_card() | (card_extra or {})
+    card = card or result.model_card()
+    split = card.split.to_dict()
     with mlflow.start_run(run_name=f"train-{result.split.train_end}") as run:
         mlflow.set_tags({"fraudops.stage": "train", **(extra_tags or {})})
-        mlflow.log_params({k: v for k, v in card["params"].items()})
-        mlflow.log_params({f"{RECIPE_PREFIX}{k}": v for k, v in card["recipe"].items()})
-        mlflow.log_params({f"split_{k}": v for k, v in card["split"].items()})
+        mlflow.log_params(dict(card.params))
+        mlflow.log_params({f"{RECIPE_PREFIX}{k}": v for k, v in card.recipe.items()})
+        mlflow.log_params({f"split_{k}": v for k, v in split.items()})
         mlflow.log_params({"label_delay_days": result.spec.label_delay_days, "threshold": round(result.threshold, 6)})
         mlflow.log_metrics({**result.metrics, **{f"baseline_{k}": v for k, v in result.baseline_metrics.items()}})
         mlflow.log_metrics({f"rows_{k}": v for k, v in result.rows.items()} | {"train_seconds": result.seconds})
-        mlflow.log_dict(card, MODEL_CARD)
+        mlflow.log_text(card.to_json(), MODEL_CARD)
         mlflow.log_dict({"lake": lake_uri, "partitions": lineage}, "lineage.json")
         for name, suite in (validation or {}).items():
             mlflow.log_dict(suite, f"validation/{name}.json")
             mlflow.log_metric(f"{name}_success", float(suite["success"]))
         if lake_uri:
-            log_dataset_input(lake_uri, lineage, f"lake-{card['split']['train_start']}..{card['split']['test_end']}")
+            log_dataset_input(lake_uri, lineage, f"lake-{split['train_start']}..{split['test_end']}")
         log_figures(result)
         example = pd.DataFrame(result.example_rows, columns=result.feature_names)
         signature = infer_signature(example, result.booster.inplace_predict(example.to_numpy()))
@@ -111,21 +119,7 @@ def log_training_run(
     client = mlflow.MlflowClient()
     client.set_registered_model_alias(model_name, CHALLENGER, version)
     registered = RegisteredModel(model_name, version, run.info.run_id)
-    split = card["split"]
-    tag_version(
-        registered,
-        {
-            "threshold": f"{result.threshold:.6f}",
-            "threshold_policy": result.policy.kind,
-            "data_window": f"{split['train_start']}..{split['test_end']}",
-            "train_window": f"{split['train_start']}..{split['train_end']}",
-            "test_window": f"{split['test_start']}..{split['test_end']}",
-            "label_delay_days": str(result.spec.label_delay_days),
-            "feature_set": result.spec.feature_set,
-            **{k: f"{v:.6g}" for k, v in result.metrics.items() if k.startswith("test_")},
-            **{f"baseline_{k}": f"{v:.6g}" for k, v in result.baseline_metrics.items()},
-        },
-    )
+    tag_version(registered, card.registry_tags())
     return registered
 
 
@@ -203,10 +197,55 @@ def load_recipe(model: RegisteredModel) -> TrainingConfig | None:
     return TrainingConfig.from_recipe(recipe) if recipe else None
 
 
-def load_model_card(model: RegisteredModel) -> dict[str, Any]:
-    """The model card logged with the version's training run."""
+def load_model_card(model: RegisteredModel) -> ModelCard:
+    """The model card logged with the version's training run, with the version and run id filled in."""
     import mlflow
 
     with tempfile.TemporaryDirectory() as tmp:
         path = mlflow.artifacts.download_artifacts(run_id=model.run_id, artifact_path=MODEL_CARD, dst_path=tmp)
-        return json.loads(Path(path).read_text())
+        return ModelCard.from_json(Path(path).read_text()).registered_as(model.version, model.run_id)
+
+
+@dataclass(frozen=True)
+class Registry:
+    """The registered model of one deployment, with MLflow tracking configured (see :meth:`connect`)."""
+
+    name: str
+    tracking_uri: str
+
+    @classmethod
+    def connect(cls, settings: Settings) -> Registry:
+        """Point MLflow at the settings' tracking URI and experiment; raise :class:`TrackingUnavailable` if down."""
+        configure_mlflow(settings.tracking_uri, settings.experiment, settings.artifact_root)
+        return cls(settings.registered_model, settings.tracking_uri)
+
+    def alias(self, alias: str) -> RegisteredModel | None:
+        """The version behind ``alias``, or None."""
+        return alias_version(self.name, alias)
+
+    def champion(self, why: str = "run train and promote first") -> RegisteredModel:
+        """The `champion`; raises :class:`NoSuchAlias` (``why`` says what to do) when there is none."""
+        return self._required(CHAMPION, why)
+
+    def challenger(self, why: str = "run train first") -> RegisteredModel:
+        """The `challenger`; raises :class:`NoSuchAlias` when there is none."""
+        return self._required(CHALLENGER, why)
+
+    def version(self, version: str) -> RegisteredModel:
+        """A registered version by number."""
+        import mlflow
+
+        found = mlflow.MlflowClient().get_model_version(self.name, version)
+        return RegisteredModel(self.name, str(found.version), str(found.run_id))
+
+    def version_tags(self, model: RegisteredModel) -> dict[str, str]:
+        """The tags of a registered version."""
+        import mlflow
+
+        return dict(mlflow.MlflowClient().get_model_version(self.name, model.version).tags)
+
+    def _required(self, alias: str, why: str) -> RegisteredModel:
+        found = self.alias(alias)
+        if found is None:
+            raise NoSuchAlias(f"no '{alias}' alias on {self.name}: {why}")
+        return found

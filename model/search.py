@@ -27,7 +27,7 @@ import numpy as np
 import polars as pl
 import xgboost as xgb
 
-from features.engineering import FeatureSpec
+from features.definitions import FeatureSpec
 from model.metrics import ranking_metrics
 from model.training import TrainingConfig, fit_xgboost, labels, matrix, predict
 

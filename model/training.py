@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -14,8 +14,10 @@ from sklearn.metrics import precision_recall_curve
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from features.engineering import FeatureSpec
-from model.metrics import CostModel, alert_budget_threshold, alert_metrics, best_f1_threshold, ranking_metrics
+from features.definitions import FeatureSpec
+from model.card import ModelCard, PRCurve
+from model.metrics import CostModel, alert_metrics, ranking_metrics
+from model.policies import ThresholdPolicy
 from model.splits import TimeSplit
 
 
@@ -80,34 +82,6 @@ class TrainingConfig:
         return replace(self, **changes)
 
 
-@dataclass(frozen=True)
-class ThresholdPolicy:
-    """How the shipped decision threshold is chosen on the validation window.
-
-    ``cost`` (default) minimises ``per_alert`` per alert plus ``missed_fraud_share`` of each missed
-    fraud's amount; ``budget`` alerts the top ``alert_budget`` share of transactions; ``f1``
-    maximises F1.
-    """
-
-    kind: Literal["cost", "budget", "f1"] = "cost"
-    alert_budget: float = 0.01
-    per_alert: float = 5.0
-    missed_fraud_share: float = 1.0
-
-    @property
-    def cost_model(self) -> CostModel:
-        """The cost model of this policy (used for the cost metric whatever the kind)."""
-        return CostModel(self.per_alert, self.missed_fraud_share)
-
-    def choose(self, y_true: np.ndarray, scores: np.ndarray, amounts: np.ndarray) -> float:
-        """The threshold on validation labels, scores and amounts."""
-        if self.kind == "budget":
-            return alert_budget_threshold(scores, self.alert_budget)
-        if self.kind == "f1":
-            return best_f1_threshold(y_true, scores)
-        return self.cost_model.best_threshold(y_true, scores, amounts)[0]
-
-
 @dataclass
 class TrainingResult:
     """Everything a run produces and the registry / package steps need."""
@@ -133,34 +107,34 @@ class TrainingResult:
         """Feature columns in model order."""
         return self.spec.feature_names
 
-    def model_card(self) -> dict[str, Any]:
-        """JSON-ready description shipped with the model."""
-        return {
-            "feature_names": self.feature_names,
-            "feature_spec": self.spec.to_dict(),
-            "threshold": self.threshold,
-            "split": self.split.to_dict(),
-            "metrics": self.metrics,
-            "baseline_metrics": self.baseline_metrics,
-            "rows": self.rows,
-            "best_iteration": self.best_iteration,
-            "params": self.config.xgb_params(),
-            "recipe": self.config.recipe(),
-            "threshold_policy": asdict(self.policy),
-            "pr_curve": self.pr_curve_points(),
-        }
+    def model_card(self) -> ModelCard:
+        """The typed card shipped with the model (the registry adds its version and run id)."""
+        return ModelCard(
+            feature_names=self.feature_names,
+            feature_spec=self.spec,
+            threshold=self.threshold,
+            split=self.split,
+            metrics=self.metrics,
+            baseline_metrics=self.baseline_metrics,
+            rows=self.rows,
+            best_iteration=self.best_iteration,
+            params=self.config.xgb_params(),
+            recipe=self.config.recipe(),
+            threshold_policy=self.policy,
+            pr_curve=self.pr_curve_points(),
+        )
 
-    def pr_curve_points(self, window: str = "test", points: int = 200) -> dict[str, list[float]]:
+    def pr_curve_points(self, window: str = "test", points: int = 200) -> PRCurve:
         """The window's precision-recall curve, thinned to at most ``points`` points (for the UI)."""
         if window not in self.curves or self.curves[window][0].sum() == 0:
-            return {"precision": [], "recall": [], "threshold": []}
+            return PRCurve()
         precision, recall, thresholds = precision_recall_curve(*self.curves[window])
         keep = np.unique(np.linspace(0, thresholds.size - 1, min(points, thresholds.size)).round().astype(int))
-        return {
-            "precision": [round(float(v), 5) for v in precision[keep]],
-            "recall": [round(float(v), 5) for v in recall[keep]],
-            "threshold": [round(float(v), 6) for v in thresholds[keep]],
-        }
+        return PRCurve(
+            precision=[round(float(v), 5) for v in precision[keep]],
+            recall=[round(float(v), 5) for v in recall[keep]],
+            threshold=[round(float(v), 6) for v in thresholds[keep]],
+        )
 
 
 def matrix(frame: pl.DataFrame, spec: FeatureSpec) -> np.ndarray:

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import hmac
 import json
-import os
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from config.settings import LiveSettings
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -25,11 +26,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PROTECTED_PREFIXES = ("/score", "/feedback", "/score_job")
 UPLOAD_ROUTES = ("/score_file", "/score_job/submit")
-
-
-def max_body_bytes() -> int:
-    """The request body limit in bytes (``FRAUDOPS_MAX_BODY_MB``, default 32)."""
-    return int(float(os.environ.get("FRAUDOPS_MAX_BODY_MB", "32")) * 1024 * 1024)
 
 
 async def _json(send: Send, status: int, body: dict[str, Any], *extra: tuple[bytes, bytes]) -> None:
@@ -49,7 +45,7 @@ class Gateway:
     @property
     def api_key(self) -> str | None:
         """``FRAUDOPS_API_KEY``, read per request so a rotated key applies without a restart."""
-        return os.environ.get("FRAUDOPS_API_KEY") or None
+        return LiveSettings.api_key()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer ``GET /model`` and the refusals here; pass everything else to the app."""
@@ -77,7 +73,7 @@ class Gateway:
             except ValueError:
                 await _json(send, 400, {"error": f"Content-Length {length!r} is not a number"})
                 return
-            limit = max_body_bytes()
+            limit = LiveSettings.max_body_bytes()
             if size > limit:
                 await _json(send, 413, {"error": f"request body of {size} bytes exceeds the limit of {limit} bytes"})
                 return

@@ -2,100 +2,25 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
-import threading
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pydantic_core
 import xgboost as xgb
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from features.contract import TransactionIn
-from features.online import FeatureStore, OnlineFeatureState, to_epoch_us
+from data.contract import TransactionIn
+from features.definitions import to_epoch_us
+from features.stores import open_store
+from features.stores.base import FeatureStore
 from model.bundle import Bundle
+from model.card import ModelCard
+from service.schemas import BatchResponse, FeedbackItem, ScoreResponse, describe_validation_error
 
-MAX_BATCH_ROWS = 10_000
-MAX_FEEDBACK_LABELS = 10_000
 #: Rows a batch scores (or labels /feedback applies) per hold of the state lock and per write to a shared
 #: store: ~15 ms, the longest a single /score (on the event loop) waits for a running batch.
 STATE_CHUNK_ROWS = 500
-#: Salt of the customer-id hash in logs and monitoring (set it per deployment to stop dictionary attacks).
-ID_HASH_SALT = os.environ.get("FRAUDOPS_ID_HASH_SALT", "fraudops")
-
-
-def hash_id(value: str) -> str:
-    """A stable pseudonym for a customer (or card) id in logs and monitoring: salted SHA-256, 16 hex chars."""
-    return hashlib.sha256(f"{ID_HASH_SALT}:{value}".encode()).hexdigest()[:16]
-
-
-class Reason(BaseModel):
-    """One feature's push towards (positive) or away from (negative) fraud, in log-odds."""
-
-    feature: str
-    value: float
-    contribution: float
-
-
-class ScoreResponse(BaseModel):
-    """The answer for one transaction."""
-
-    transaction_id: str
-    fraud_probability: float = Field(ge=0, le=1)
-    decision: Literal["alert", "approve"]
-    threshold: float
-    model_version: str
-    reasons: list[Reason]
-
-
-class RowError(BaseModel):
-    """Why one row of a batch was not scored."""
-
-    index: int
-    transaction_id: str | None
-    reason: str
-
-
-class FeedbackItem(BaseModel):
-    """A label for an earlier transaction."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    transaction_id: str = Field(min_length=1, max_length=128)
-    is_fraud: Literal[0, 1]
-
-
-class FeedbackResponse(BaseModel):
-    """``received == applied + unknown``; every label is stored for retraining either way."""
-
-    received: int
-    applied: int
-    unknown: int
-    stored: int
-    unknown_ids: list[str]
-
-
-class BatchRequest(BaseModel):
-    """The ``/score_batch`` body. Rows are checked one by one (a bad row is reported, the rest scored)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    transactions: list[Any] = Field(
-        description=f"Raw transactions (TransactionIn objects), 1 to {MAX_BATCH_ROWS:,}.",
-        json_schema_extra={"items": TransactionIn.model_json_schema()},
-    )
-
-
-class BatchResponse(BaseModel):
-    """Per-row results; ``received == scored + rejected``."""
-
-    received: int
-    scored: int
-    rejected: int
-    results: list[ScoreResponse]
-    errors: list[RowError]
 
 
 @dataclass(frozen=True)
@@ -133,12 +58,6 @@ class TransactionConflict(ValueError):
     """A transaction id already scored with another customer, terminal, time or amount."""
 
 
-def _conflict(tid: str, known: tuple[str, str, int, float], given: tuple[str, str, int, float]) -> str:
-    fields = ("customer_id", "terminal_id", "tx_datetime", "amount")
-    differ = [f for f, a, b in zip(fields, known, given, strict=True) if a != b]
-    return f"transaction_id {tid!r} was already scored with another {' and '.join(differ)}; ids must not be reused"
-
-
 def _row_error(index: int, transaction_id: object, reason: str) -> dict[str, Any]:
     return {
         "index": index,
@@ -148,13 +67,6 @@ def _row_error(index: int, transaction_id: object, reason: str) -> dict[str, Any
 
 
 _TX = TypeAdapter(TransactionIn)
-
-
-def describe_validation_error(exc: ValidationError) -> str:
-    """'field: message' pairs, e.g. ``amount: Input should be greater than or equal to 0``."""
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors(include_url=False)
-    )
 
 
 class Scorer:
@@ -169,10 +81,9 @@ class Scorer:
         self.threshold = bundle.threshold
         self.version = bundle.version
         self.n_reasons = n_reasons
-        # In-process state unless the caller passes a shared store (see service.service.open_store).
-        self.state = store if store is not None else OnlineFeatureState.from_frame(bundle.state, self.spec)
-        self._iteration_range = (0, int(bundle.card.get("best_iteration", 0)) + 1)
-        self._lock = threading.Lock()
+        # In-process state unless the caller passes a shared store (the service opens one from its settings).
+        self.state = store if store is not None else open_store("memory", self.spec, bundle.state)
+        self._iteration_range = (0, bundle.card.best_iteration + 1)
 
     def features(self, tx: TransactionIn) -> np.ndarray:
         """Online feature row for ``tx``; the state then records the transaction.
@@ -190,26 +101,23 @@ class Scorer:
         A transaction id seen before (in the state or earlier in ``txs``) with the same customer,
         terminal, time and amount is scored as of its own arrival (not counted twice); with other
         values it is a conflict: its row is left unset and its index maps to the reason.
-        Chunks of :data:`STATE_CHUNK_ROWS` each take the lock once, catch up with the other workers
-        once and write their transactions to a shared store in one go, so single requests
-        interleave with a long batch.
+        Chunks of :data:`STATE_CHUNK_ROWS` each hold the store's transaction once (its lock, one catch-up
+        with the other workers, one write to a shared store), so single requests interleave with a long batch.
         """
         out = np.empty((len(txs), len(self.feature_names)), dtype=np.float64)
         conflicts: dict[int, str] = {}
         state = self.state
         for start in range(0, len(txs), STATE_CHUNK_ROWS):
-            with self._lock:
-                state.refresh()
-                with state.batch():
-                    for i, tx in enumerate(txs[start : start + STATE_CHUNK_ROWS], start):
-                        tid, customer, terminal, amount = tx.transaction_id, tx.customer_id, tx.terminal_id, tx.amount
-                        t_us = to_epoch_us(tx.tx_datetime)
-                        known = state.event(tid)
-                        if known is not None and known != (customer, terminal, t_us, amount):
-                            conflicts[i] = _conflict(tid, known, (customer, terminal, t_us, amount))
-                            continue
-                        out[i] = state.features(tid, customer, terminal, t_us, amount, tx.tx_datetime)
-                        state.observe(tid, customer, terminal, t_us, amount)
+            with state.transaction():
+                for i, tx in enumerate(txs[start : start + STATE_CHUNK_ROWS], start):
+                    tid, customer, terminal, amount = tx.transaction_id, tx.customer_id, tx.terminal_id, tx.amount
+                    t_us = to_epoch_us(tx.tx_datetime)
+                    conflict = state.conflict(tid, customer, terminal, t_us, amount)
+                    if conflict is not None:
+                        conflicts[i] = conflict
+                        continue
+                    out[i] = state.features(tid, customer, terminal, t_us, amount, tx.tx_datetime)
+                    state.observe(tid, customer, terminal, t_us, amount)
         return out, conflicts
 
     def results(self, txs: list[TransactionIn], rows: np.ndarray) -> list[dict[str, Any]]:
@@ -304,8 +212,7 @@ class Scorer:
         """Late labels into the online state (terminal risk features); whether each transaction was known."""
         known: list[bool] = []
         for start in range(0, len(labels), STATE_CHUNK_ROWS):  # lock per chunk, as for batches
-            with self._lock:
-                self.state.refresh()
+            with self.state.transaction():
                 chunk = labels[start : start + STATE_CHUNK_ROWS]
                 known += [self.state.add_label(item.transaction_id, item.is_fraud) for item in chunk]
         return known
@@ -315,23 +222,24 @@ class Scorer:
         card = self.bundle.card
         return {
             "model_version": self.version,
-            "mlflow_run_id": card.get("run_id"),
+            "mlflow_run_id": card.run_id,
             "threshold": self.threshold,
-            "threshold_policy": card.get("threshold_policy"),
-            "metrics": card.get("metrics", {}),
-            "baseline_metrics": card.get("baseline_metrics", {}),
-            "data_window": card.get("split", {}),
+            "threshold_policy": card.threshold_policy.model_dump() if card.threshold_policy else None,
+            "metrics": card.metrics,
+            "baseline_metrics": card.baseline_metrics,
+            "data_window": card.split.to_dict(),
             "label_delay_days": self.spec.label_delay_days,
             "feature_set": self.spec.feature_set,
             "features": self.feature_names,
-            "online_state_transactions": self._state_size(),
+            "online_state_transactions": self.state_size(),
         }
 
-    def model_card(self) -> dict[str, Any]:
-        """The bundle's model card plus the online state's transaction count."""
-        return {**self.bundle.card, "online_state_transactions": self._state_size()}
+    @property
+    def card(self) -> ModelCard:
+        """The loaded model's card."""
+        return self.bundle.card
 
-    def _state_size(self) -> int:
-        with self._lock:
-            self.state.refresh()
+    def state_size(self) -> int:
+        """Transactions in the online state (caught up with the other workers)."""
+        with self.state.transaction():
             return len(self.state)

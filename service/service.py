@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import os
 from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,117 +12,55 @@ import gradio as gr
 import pydantic_core
 from bentoml.exceptions import BentoMLException, UnprocessableEntity
 from fastapi import FastAPI
-from prometheus_client import Counter, Histogram
 from pydantic import Field
 from starlette.responses import Response
 
-from features.contract import TransactionIn
-from features.feedback import FeedbackLog, default_feedback_path
-from features.online import FeatureStore
-from model.bundle import Bundle, read_bundle
+from config.settings import Settings
+from data.contract import TransactionIn
+from data.feedback import FeedbackLog
+from features.stores import open_store
+from model.bundle import read_bundle
 from service.gateway import Gateway
-from service.scoring import (
+from service.recording import MONITOR_CLASS, RecordingScorer
+from service.schemas import (
     MAX_BATCH_ROWS,
     MAX_FEEDBACK_LABELS,
     BatchRequest,
     BatchResponse,
     FeedbackItem,
     FeedbackResponse,
-    Scorer,
     ScoreResponse,
-    TransactionConflict,
-    hash_id,
 )
+from service.scoring import Scorer, TransactionConflict
 from service.ui import build_ui
 from service.uploads import TooManyRows, UploadError, read_upload
 
-#: Which BentoML model to serve; inside a built Bento, ``latest`` is the one it packages.
-MODEL_TAG = os.environ.get("FRAUDOPS_MODEL_TAG", "fraud_detector:latest")
-
-#: ``sqlite`` (default: one state file shared by every worker process) or ``memory`` (per process).
-ONLINE_STORE = os.environ.get("FRAUDOPS_ONLINE_STORE", "sqlite")
-
-#: Rows per synchronous file upload (``/score_file``); larger files go through the ``/score_job`` task.
-MAX_FILE_ROWS = int(os.environ.get("FRAUDOPS_MAX_FILE_ROWS", "200000"))
-#: Rows per ``/score_job`` task.
-MAX_JOB_ROWS = int(os.environ.get("FRAUDOPS_MAX_JOB_ROWS", "5000000"))
-#: Where ``bentoml.monitor`` writes prediction logs (JSON lines per worker) for the monitor flow.
-MONITOR_DIR = os.environ.get("FRAUDOPS_MONITOR_DIR") or str(
-    Path(os.environ.get("BENTOML_HOME") or Path.home() / "bentoml") / "monitoring"
-)
-MONITOR_NAME = "fraud_predictions"
-
-_loaded: list[Scorer] = []
-
-# Business metrics next to BentoML's request metrics on /metrics (the Grafana dashboard plots both).
-DECISIONS = Counter("fraud_decisions", "Scored transactions by decision", ["decision", "model_version"])
-SCORES = Histogram(
-    "fraud_score",
-    "Fraud probability of scored transactions",
-    ["model_version"],
-    buckets=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0),
-)
+#: Read once at import: the model tag and monitor directory go into the service definition below.
+SETTINGS = Settings()
 
 
-def open_store(bundle: Bundle, model_name: str) -> FeatureStore | None:
-    """The online store the workers share: a SQLite file per model version, loaded once from the snapshot.
-
-    Location: ``FRAUDOPS_STATE_DB``, else ``$BENTOML_HOME/online_state/<model>-v<version>.sqlite`` (the
-    version from the model card: a tag like ``fraud_detector:latest`` would share one file across versions).
-    ``FRAUDOPS_ONLINE_STORE=memory`` returns None (the scorer keeps its own in-process state).
-    """
-    if ONLINE_STORE == "memory":
+def _current() -> FraudService | None:
+    """The service instance of this worker (None while it starts)."""
+    try:
+        return bentoml.get_current_service()  # type: ignore[no-any-return]
+    except BentoMLException:
         return None
-    if ONLINE_STORE != "sqlite":
-        raise ValueError(f"FRAUDOPS_ONLINE_STORE must be 'sqlite' or 'memory', not {ONLINE_STORE!r}")
-    from features.sqlite_store import SQLiteFeatureStore
-
-    home = Path(os.environ.get("BENTOML_HOME") or Path.home() / "bentoml")
-    default = home / "online_state" / f"{model_name}-v{bundle.version}.sqlite"
-    store = SQLiteFeatureStore(Path(os.environ.get("FRAUDOPS_STATE_DB") or default), bundle.spec)
-    store.load_snapshot(bundle.state)
-    return store
 
 
-def _scorer() -> Scorer:
-    if not _loaded:
+def _recording_scorer() -> RecordingScorer:
+    service = _current()
+    if service is None:
         raise gr.Error("the model is still loading")
-    return _loaded[0]
+    return service.recording
 
 
 # Gradio 6 + BentoML: mount through FastAPI, not bentoml.gradio (its /ui/ answers 500 there).
-ui_app = gr.mount_gradio_app(FastAPI(), build_ui(_scorer), path="/")
+ui_app = gr.mount_gradio_app(FastAPI(), build_ui(_recording_scorer), path="/")
 
 
 def _model_info() -> dict[str, Any] | None:
-    return _loaded[0].summary() if _loaded else None
-
-
-def _monitor(results: list[dict[str, Any]], txs: list[TransactionIn]) -> None:
-    """Log predictions for the monitor flow (customer ids only as salted hashes) and count them for /metrics."""
-    if not results:
-        return
-    probabilities = [r["fraud_probability"] for r in results]
-    decisions = [r["decision"] for r in results]
-    version = results[0]["model_version"]  # one scorer, one model version per call
-    alerts = decisions.count("alert")
-    if alerts:
-        DECISIONS.labels("alert", version).inc(alerts)
-    if alerts < len(decisions):
-        DECISIONS.labels("approve", version).inc(len(decisions) - alerts)
-    histogram = SCORES.labels(version)
-    for p in probabilities:
-        histogram.observe(p)
-    # One call per column (not 7 per row); "feature"/"prediction" are the roles BentoML knows (another
-    # role writes a warning per call).
-    with bentoml.monitor(MONITOR_NAME) as mon:
-        mon.log_batch([r["transaction_id"] for r in results], "transaction_id", "feature", "categorical")
-        mon.log_batch([tx.tx_datetime.isoformat() for tx in txs], "tx_datetime", "feature", "categorical")
-        mon.log_batch([hash_id(tx.customer_id) for tx in txs], "customer_hash", "feature", "categorical")
-        mon.log_batch([tx.amount for tx in txs], "amount", "feature", "numerical")
-        mon.log_batch(probabilities, "fraud_probability", "prediction", "numerical")
-        mon.log_batch(decisions, "decision", "prediction", "categorical")
-        mon.log_batch([version] * len(results), "model_version", "feature", "categorical")
+    service = _current()
+    return service.scorer.summary() if service is not None else None
 
 
 def _json(body: bytes) -> Response:
@@ -144,21 +81,25 @@ def _batch_rows(count: int, limit: int, where: str) -> None:
     http={"host": "127.0.0.1"},
     monitoring={
         "enabled": True,
-        "type": "service.monitoring.JsonLinesMonitor",  # the default layout, one write per call
-        "options": {"log_path": MONITOR_DIR},
+        "type": MONITOR_CLASS,
+        "options": {"log_path": str(SETTINGS.monitor_path)},
     },
 )
 @bentoml.asgi_app(ui_app, path="/ui")
 class FraudService:
     """Scores raw card transactions with the packaged champion model."""
 
-    bento_model = bentoml.models.BentoModel(MODEL_TAG)
+    bento_model = bentoml.models.BentoModel(SETTINGS.model_tag)
 
     def __init__(self) -> None:
+        settings = Settings()
         bundle = read_bundle(Path(self.bento_model.path))
-        self.scorer = Scorer(bundle, store=open_store(bundle, self.bento_model.tag.name))
-        self.feedback_log = FeedbackLog(default_feedback_path())
-        _loaded[:] = [self.scorer]
+        # One state per model version (a tag like ``:latest`` would share it across versions).
+        state_path = settings.state_path(self.bento_model.tag.name, bundle.version)
+        self.scorer = Scorer(bundle, store=open_store(settings.online_store, bundle.spec, bundle.state, state_path))
+        self.recording = RecordingScorer(self.scorer, settings.id_hash_salt, settings.monitor_path)
+        self.feedback_log = FeedbackLog(settings.feedback_path)
+        self.max_file_rows, self.max_job_rows = settings.max_file_rows, settings.max_job_rows
         # The loaded model, state and libraries are long-lived: keep them out of every later GC pass
         # (measured: /score p99 at concurrency 32 fell from 653 to 185 ms, bench/results/service.json).
         gc.collect()
@@ -173,10 +114,9 @@ class FraudService:
         """
         tx = TransactionIn.model_construct(**transaction)  # BentoML validated it against input_spec
         try:
-            result = self.scorer.score_one(tx)
+            result = self.recording.score_one(tx)
         except TransactionConflict as exc:
             raise BentoMLException(str(exc), error_code=HTTPStatus.CONFLICT) from None
-        _monitor([result], [tx])
         return _json(pydantic_core.to_json(result))  # output_spec documents it
 
     @bentoml.api(route="/score_batch", input_spec=BatchRequest, output_spec=BatchResponse)
@@ -188,12 +128,12 @@ class FraudService:
     @bentoml.api(route="/score_file", output_spec=BatchResponse)
     def score_file(self, file: Path) -> Response:
         """Score an uploaded CSV or Parquet file of raw transactions (multipart field ``file``)."""
-        return self._scored(*self._read(file, MAX_FILE_ROWS))
+        return self._scored(*self._read(file, self.max_file_rows))
 
     @bentoml.task(route="/score_job", output_spec=BatchResponse)
     def score_job(self, file: Path) -> Response:
         """Large files as a task: ``/score_job/submit`` → ``/score_job/status`` → ``/score_job/get``."""
-        return self._scored(*self._read(file, MAX_JOB_ROWS))
+        return self._scored(*self._read(file, self.max_job_rows))
 
     @bentoml.api(route="/feedback", output_spec=FeedbackResponse)
     def feedback(
@@ -229,9 +169,7 @@ class FraudService:
         return upload.records, upload.unreadable
 
     def _scored(self, records: list[dict[str, Any]], unreadable: dict[int, str] | None = None) -> Response:
-        batch = self.scorer.score_batch(records, unreadable)
-        _monitor(batch.results, batch.transactions)
-        return _json(batch.to_json())  # output_spec documents it
+        return _json(self.recording.score_batch(records, unreadable).to_json())  # output_spec documents it
 
 
 FraudService.add_asgi_middleware(Gateway, model_info=_model_info)

@@ -1,6 +1,7 @@
 """Gradio front end: score one transaction, score a CSV or Parquet batch, read the model card.
 
-Three tabs, all backed by the service's loaded :class:`~service.scoring.Scorer`:
+Three tabs, all backed by the service's :class:`~service.recording.RecordingScorer` (the same
+score-and-record path as the API: prediction log, counters, conflict rules):
 
 - **Score a transaction**: the decision, the reasons as a signed bar chart, the JSON response.
 - **Batch**: a file of raw transactions in the canonical schema; a results table, the rejected rows
@@ -23,16 +24,13 @@ import gradio as gr
 import pandas as pd
 from pydantic import ValidationError
 
-from features.contract import TransactionIn
+from data.contract import TransactionIn
 from model.anchors import ANCHORS, PERFECT_CP_AT_100_PROTOCOL_A, PROTOCOLS, SOURCE
-from service.scoring import (
-    MAX_BATCH_ROWS,
-    BatchResponse,
-    Reason,
-    Scorer,
-    TransactionConflict,
-    describe_validation_error,
-)
+from model.card import ModelCard
+from model.policies import ThresholdPolicy
+from service.recording import RecordingScorer
+from service.schemas import MAX_BATCH_ROWS, BatchResponse, Reason, describe_validation_error
+from service.scoring import TransactionConflict
 from service.uploads import REQUIRED, UploadError, read_upload
 
 #: The columns a batch file must have (the canonical raw transaction, without the label).
@@ -149,33 +147,26 @@ def write_download(frame: pd.DataFrame, source_name: str) -> str:
 # --- model card ----------------------------------------------------------------------------------------
 
 
-def describe_policy(policy: dict[str, Any] | None) -> str:
+def describe_policy(policy: ThresholdPolicy | None) -> str:
     """The threshold policy in words."""
-    if not policy:
+    if policy is None:
         return "not recorded in this card"
-    kind = policy.get("kind")
-    if kind == "cost":
+    if policy.kind == "cost":
         return (
-            f"cost: minimises {_fmt(policy.get('per_alert'), 2)} per alert plus "
-            f"{_fmt(policy.get('missed_fraud_share'), 2)} x the amount of each missed fraud, on the validation window"
+            f"cost: minimises {_fmt(policy.per_alert, 2)} per alert plus "
+            f"{_fmt(policy.missed_fraud_share, 2)} x the amount of each missed fraud, on the validation window"
         )
-    if kind == "budget":
-        budget = _number(policy.get("alert_budget"))
-        share = "n/a" if budget is None else f"{budget:.2%}"
-        return f"alert budget: the top {share} of transactions on the validation window"
-    if kind == "f1":
-        return "best F1 on the validation window"
-    return str(kind)
+    if policy.kind == "budget":
+        return f"alert budget: the top {policy.alert_budget:.2%} of transactions on the validation window"
+    return "best F1 on the validation window"
 
 
-def comparison_table(card: dict[str, Any]) -> pd.DataFrame:
+def comparison_table(card: ModelCard) -> pd.DataFrame:
     """This model's (and its baseline's) test metrics above the published anchors."""
-    metrics = card.get("metrics") or {}
-    baseline = card.get("baseline_metrics") or {}
-    split = card.get("split") or {}
-    window = f"test {split.get('test_start', '?')}..{split.get('test_end', '?')}"
+    metrics, baseline = card.metrics, card.baseline_metrics
+    window = f"test {card.split.test_start}..{card.split.test_end}"
     rows = [
-        ["this model", window, f"XGBoost v{card.get('model_version', '?')}"]
+        ["this model", window, f"XGBoost v{card.model_version or '?'}"]
         + [_fmt(metrics.get(f"test_{k}")) for k in ("auc", "ap", "cp_at_100")],
         ["this run's baseline", window, "logistic regression"]
         + [_fmt(baseline.get(f"test_{k}")) for k in ("auc", "ap", "cp_at_100")],
@@ -185,33 +176,29 @@ def comparison_table(card: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
 
-def pr_curve_frame(card: dict[str, Any]) -> pd.DataFrame:
+def pr_curve_frame(card: ModelCard) -> pd.DataFrame:
     """The card's test precision-recall curve; empty (with the columns) when the card has none."""
-    curve = card.get("pr_curve") or {}
-    try:
-        frame = pd.DataFrame({c: [float(v) for v in curve.get(c) or []] for c in PR_COLUMNS})
-    except (TypeError, ValueError):  # ragged or non-numeric: treat as absent
+    curve = card.pr_curve
+    if not (len(curve.precision) == len(curve.recall) == len(curve.threshold)):  # ragged: treat as absent
         return pd.DataFrame(columns=PR_COLUMNS, dtype=float)
+    frame = pd.DataFrame({"recall": curve.recall, "precision": curve.precision, "threshold": curve.threshold})
     return frame.sort_values(["recall", "precision"], ascending=[True, False], ignore_index=True)
 
 
-def card_summary(card: dict[str, Any], has_curve: bool) -> str:
+def card_summary(card: ModelCard, has_curve: bool, state_size: int | None = None) -> str:
     """Markdown: version, data window, threshold and policy, test metrics at the threshold, sources."""
-    split = card.get("split") or {}
-    metrics = card.get("metrics") or {}
-    rows = card.get("rows") or {}
-    delay = (card.get("feature_spec") or {}).get("label_delay_days", "?")
-    seen = card.get("online_state_transactions")
-    state_size = f"{seen:,}" if isinstance(seen, int) else "?"
+    split, metrics, rows = card.split.to_dict(), card.metrics, card.rows
+    delay = card.spec.label_delay_days
+    seen = "?" if state_size is None else f"{state_size:,}"
 
     def window(part: str) -> str:
         count = rows.get(part)
         size = f" ({count:,} rows)" if isinstance(count, int) else ""
-        return f"{split.get(f'{part}_start', '?')} .. {split.get(f'{part}_end', '?')}{size}"
+        return f"{split[f'{part}_start']} .. {split[f'{part}_end']}{size}"
 
     lines = [
-        f"### Model v{card.get('model_version', 'unknown')}",
-        f"MLflow run `{card.get('run_id', '?')}`; online state holds {state_size} transactions.",
+        f"### Model v{card.version}",
+        f"MLflow run `{card.run_id or '?'}`; online state holds {seen} transactions.",
         "",
         "| window / setting | value |",
         "|---|---|",
@@ -219,8 +206,8 @@ def card_summary(card: dict[str, Any], has_curve: bool) -> str:
         f"| validation window | {window('valid')} |",
         f"| test window | {window('test')} |",
         f"| label delay | {delay} days |",
-        f"| decision threshold | {_fmt(card.get('threshold'), 4)} on the fraud probability |",
-        f"| threshold policy | {describe_policy(card.get('threshold_policy'))} |",
+        f"| decision threshold | {_fmt(card.threshold, 4)} on the fraud probability |",
+        f"| threshold policy | {describe_policy(card.threshold_policy)} |",
         f"| test precision / recall / alert rate at the threshold | {_fmt(metrics.get('test_precision'))} / "
         f"{_fmt(metrics.get('test_recall'))} / {_fmt(metrics.get('test_alert_rate'), 4)} |",
         "",
@@ -242,8 +229,8 @@ def card_summary(card: dict[str, Any], has_curve: bool) -> str:
 # --- the app ---------------------------------------------------------------------------------------------
 
 
-def build_ui(get_scorer: Callable[[], Scorer]) -> gr.Blocks:
-    """The Blocks app; ``get_scorer`` returns the service's loaded scorer at call time."""
+def build_ui(get_scorer: Callable[[], RecordingScorer]) -> gr.Blocks:
+    """The Blocks app; ``get_scorer`` returns the service's recording scorer at call time."""
 
     def score_one(
         tid: str, when: str, customer: str, terminal: str, amount: float | None
@@ -304,11 +291,13 @@ def build_ui(get_scorer: Callable[[], Scorer]) -> gr.Blocks:
 
     def model_card() -> tuple[str, pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, Any]]:
         """The model card: summary, metrics vs anchors, PR curve, features, raw JSON."""
-        card = get_scorer().model_card()
+        scorer = get_scorer().scorer
+        card, state_size = scorer.card, scorer.state_size()
         curve = pr_curve_frame(card)
-        features = pd.DataFrame({"feature": list(card.get("feature_names") or [])})
+        features = pd.DataFrame({"feature": card.feature_names})
         features.insert(0, "#", range(1, len(features) + 1))
-        return card_summary(card, not curve.empty), comparison_table(card), curve, features, card
+        raw = {**card.to_dict(), "online_state_transactions": state_size}
+        return card_summary(card, not curve.empty, state_size), comparison_table(card), curve, features, raw
 
     now = datetime.now(UTC).replace(microsecond=0).isoformat()
     with gr.Blocks(title="fraudops") as blocks:

@@ -17,7 +17,7 @@ from typing import Any
 
 import polars as pl
 
-from features.sources import RAGGED, SourceError, read_table
+from data.sources import RAGGED, SourceError, read_table
 
 #: The columns a batch file must have (the canonical raw transaction, without the label).
 REQUIRED: tuple[str, ...] = ("transaction_id", "tx_datetime", "customer_id", "terminal_id", "amount")

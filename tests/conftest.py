@@ -18,14 +18,14 @@ os.environ["FRAUDOPS_HOME"] = str(_SESSION_DIR / "home")
 os.environ["BENTOML_HOME"] = str(_SESSION_DIR / "bentoml")
 os.environ["PREFECT_HOME"] = str(_SESSION_DIR / "prefect")
 
-from flows.settings import QUIET_ENV  # noqa: E402
+from config.settings import QUIET_ENV  # noqa: E402
 
 os.environ.update(QUIET_ENV)
 
 import polars as pl  # noqa: E402
 import pytest  # noqa: E402
 
-from features.simulator import SimulatorConfig, simulate_transactions  # noqa: E402
+from data.simulator import SimulatorConfig, simulate_transactions  # noqa: E402
 
 PIPELINE_SIZE = {"customers": 500, "terminals": 1_000, "days": 90, "start": date(2026, 4, 1), "seed": 7}
 
@@ -55,15 +55,6 @@ def pipeline_result(prefect_harness: None) -> dict[str, Any]:
     from flows.pipeline import pipeline_flow
 
     return pipeline_flow(**PIPELINE_SIZE)
-
-
-def use_own_home(mp: pytest.MonkeyPatch, root: Path) -> Path:
-    """Point FRAUDOPS_HOME and MLflow (SQLite) at ``root`` for a test that needs a registry of its own."""
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    mp.setenv("FRAUDOPS_HOME", str(root / "home"))
-    mp.setenv("FRAUDOPS_MLFLOW_TRACKING_URI", uri)
-    mp.setenv("MLFLOW_TRACKING_URI", uri)
-    return root / "home"
 
 
 @pytest.fixture(scope="session")

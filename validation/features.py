@@ -35,7 +35,7 @@ from typing import Any
 
 import polars as pl
 
-from features.engineering import FeatureSpec
+from features.definitions import FeatureSpec
 from validation.gx_runner import ExpectationOutcome, SuiteResult, run_suite
 
 QUANTILES = (0.001, 0.999)

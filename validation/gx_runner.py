@@ -13,7 +13,6 @@ the site.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -24,6 +23,8 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import polars as pl
+
+from config.settings import quiet_environment
 
 ROW_INDEX = "_row"
 DOCS_SITE = "fraudops"
@@ -81,7 +82,7 @@ class SuiteResult:
 
 
 def _quiet_context(project_config: Any = None) -> Any:
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    quiet_environment()
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 

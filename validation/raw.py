@@ -8,8 +8,8 @@ from typing import Any
 
 import polars as pl
 
-from features.contract import CANONICAL_COLUMNS, MAX_CLOCK_SKEW, MAX_PLAUSIBLE_AMOUNT
-from features.sources import PARSE_ERRORS
+from data.contract import CANONICAL_COLUMNS, MAX_CLOCK_SKEW, MAX_PLAUSIBLE_AMOUNT
+from data.sources import PARSE_ERRORS
 from validation.gx_runner import ROW_INDEX, SuiteResult, run_suite
 
 EARLIEST_PLAUSIBLE = datetime(2000, 1, 1, tzinfo=UTC)
@@ -60,7 +60,7 @@ def raw_expectations(now: datetime) -> list[tuple[Any, str]]:
 def validate_raw(batch: pl.DataFrame, now: datetime | None = None) -> RawValidation:
     """Run the raw suite; rows failing any expectation are rejected with every reason that applies.
 
-    ``batch`` is the output of :func:`features.sources.to_canonical_frame` (canonical columns plus
+    ``batch`` is the output of :func:`data.sources.to_canonical_frame` (canonical columns plus
     ``parse_errors``); rows already deduplicated by the caller.
     """
     now = now or datetime.now(UTC)

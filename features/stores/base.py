@@ -1,0 +1,153 @@
+"""The online store interface: the window queries the feature definitions ask, plus recording and loading.
+
+A store keeps, per customer, the (time, amount) of recent transactions and, per terminal, the
+(time, label) of recent transactions; it is loaded from a snapshot of the lake at start-up and
+updated as transactions are scored and labels arrive. Times are integer microseconds so window
+boundaries compare exactly as they do offline. The definitions themselves live once, in
+:func:`features.definitions.online_features`.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+
+import numpy as np
+import polars as pl
+
+from features.definitions import FeatureSpec, online_features
+
+#: One observed transaction: (transaction_id, customer_id, terminal_id, t_us, amount, label or None).
+Event = tuple[str, str, str, int, float, int | None]
+
+#: The snapshot layout (:meth:`FeatureStore.load_snapshot`; written by ``MemoryFeatureStore.to_frame``).
+STATE_SCHEMA = {
+    "transaction_id": pl.String(),
+    "t_us": pl.Int64(),
+    "customer_id": pl.String(),
+    "terminal_id": pl.String(),
+    "amount": pl.Float64(),
+    "is_fraud": pl.Int8(),
+}
+SNAPSHOT_COLUMNS = ("transaction_id", "customer_id", "terminal_id", "t_us", "amount", "is_fraud")
+
+
+class FeatureStore(ABC):
+    """Online feature state behind five window queries, so an external store can implement it.
+
+    A store answers the queries below, records events (:meth:`observe`, :meth:`add_label`) and loads
+    snapshots (:meth:`load_snapshot`). Implementations: ``features.stores.memory.MemoryFeatureStore``
+    (one worker) and ``features.stores.sqlite.SQLiteFeatureStore`` (several worker processes on one
+    machine: a shared log each worker mirrors, see :meth:`refresh`). A Redis store would implement
+    the same methods with sorted sets per customer, terminal and pair. Callers use a store inside
+    :meth:`transaction`, which serialises this process's threads and catches up with other writers.
+    """
+
+    def __init__(self, spec: FeatureSpec) -> None:
+        self.spec = spec
+        self._lock = threading.Lock()
+
+    # --- the window queries (see features.definitions.WindowQueries) ------------------------------------
+
+    @abstractmethod
+    def knows(self, transaction_id: str) -> bool:
+        """Whether the transaction has been observed."""
+
+    @abstractmethod
+    def event(self, transaction_id: str) -> tuple[str, str, int, float] | None:
+        """(customer_id, terminal_id, t_us, amount) of an observed transaction, else None."""
+
+    @abstractmethod
+    def customer_window(self, customer_id: str, lo: int, hi: int) -> tuple[int, float]:
+        """Count and amount sum of the customer's events with ``lo < t <= hi``."""
+
+    @abstractmethod
+    def terminal_window(self, terminal_id: str, lo: int, hi: int) -> tuple[int, float]:
+        """Count and known-fraud count of the terminal's events with ``lo < t <= hi``."""
+
+    @abstractmethod
+    def pair_count(self, customer_id: str, terminal_id: str, lo: int, hi: int) -> int:
+        """Events of this customer at this terminal with ``lo < t <= hi``."""
+
+    @abstractmethod
+    def previous_time(self, customer_id: str, t_us: int, strictly_before: bool) -> int | None:
+        """Latest event time of the customer before ``t_us`` (``<=`` unless ``strictly_before``)."""
+
+    @abstractmethod
+    def __len__(self) -> int:
+        """Transactions in the store."""
+
+    # --- recording ---------------------------------------------------------------------------------------
+
+    def observe(
+        self,
+        transaction_id: str,
+        customer_id: str,
+        terminal_id: str,
+        t_us: int,
+        amount: float,
+        label: int | None = None,
+    ) -> bool:
+        """Add a transaction; returns False (and changes nothing) if already seen."""
+        return self.record((transaction_id, customer_id, terminal_id, t_us, amount, label))
+
+    @abstractmethod
+    def record(self, event: Event) -> bool:
+        """Store one event (what :meth:`observe` does); False (and nothing changes) if already seen."""
+
+    def observe_many(self, events: Iterable[Event]) -> None:
+        """Observe events in order."""
+        for event in events:
+            self.record(event)
+
+    @abstractmethod
+    def add_label(self, transaction_id: str, label: int) -> bool:
+        """Record a late label; returns False if the transaction is unknown."""
+
+    @abstractmethod
+    def load_snapshot(self, frame: pl.DataFrame) -> bool:
+        """Load a state snapshot (:data:`STATE_SCHEMA` rows); False when this store already holds it."""
+
+    def conflict(self, transaction_id: str, customer_id: str, terminal_id: str, t_us: int, amount: float) -> str | None:
+        """Why this transaction cannot be scored: its id is known with other values (None when it can)."""
+        known = self.event(transaction_id)
+        given = (customer_id, terminal_id, t_us, amount)
+        if known is None or known == given:
+            return None
+        fields = ("customer_id", "terminal_id", "tx_datetime", "amount")
+        differ = [f for f, a, b in zip(fields, known, given, strict=True) if a != b]
+        return (
+            f"transaction_id {transaction_id!r} was already scored with another {' and '.join(differ)}; "
+            "ids must not be reused"
+        )
+
+    def features(
+        self, transaction_id: str, customer_id: str, terminal_id: str, t_us: int, amount: float, when: datetime
+    ) -> np.ndarray:
+        """Feature vector for a transaction (:func:`features.definitions.online_features` on this store)."""
+        return online_features(self, transaction_id, customer_id, terminal_id, t_us, amount, when)
+
+    # --- consistency -------------------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Catch up with what other writers added (a no-op for a store only this process writes)."""
+        return
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Observations inside may be written together at the end (a shared store's one transaction)."""
+        yield
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Exclusive use by this thread: caught up with other writers first, observations written together at the end.
+
+        Hold it briefly (a few hundred rows): single requests wait for it.
+        """
+        with self._lock:
+            self.refresh()
+            with self.batch():
+                yield

@@ -1,0 +1,208 @@
+"""The embedded default online store for several service workers on one machine: SQLite as a shared log.
+
+Every worker process opens the same file (WAL mode). The file is the source of truth; each worker
+answers the window queries from an in-memory :class:`~features.stores.memory.MemoryFeatureStore` mirror
+and, before each request, catches up with what the other workers wrote since (one read
+transaction over two small tables: new events by rowid, new labels by sequence number). So a
+transaction scored by one worker is in the windows of the next request, whichever worker answers
+it, while the features cost dictionary lookups instead of indexed queries.
+
+Costs (measured in bench/bench_service.py): per request one catch-up read and one autocommit
+insert; a batch writes all its transactions in one SQLite transaction. Each worker holds the
+history in memory (the same as the in-process store) and reads it once at start. Writers are
+serialised by SQLite: fine for one machine's request rate. Beyond one machine, implement
+:class:`~features.stores.base.FeatureStore` on a shared server (e.g. Redis sorted sets).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import polars as pl
+
+from features.definitions import FeatureSpec
+from features.stores.base import SNAPSHOT_COLUMNS, Event, FeatureStore
+from features.stores.memory import MemoryFeatureStore
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    transaction_id TEXT PRIMARY KEY,
+    customer_id TEXT NOT NULL,
+    terminal_id TEXT NOT NULL,
+    t_us INTEGER NOT NULL,
+    amount REAL NOT NULL,
+    is_fraud INTEGER
+);
+CREATE TABLE IF NOT EXISTS labels (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    transaction_id TEXT NOT NULL,
+    is_fraud INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS snapshots (digest TEXT PRIMARY KEY, rows INTEGER NOT NULL);
+"""
+
+_INSERT = "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?)"
+
+
+class SQLiteFeatureStore(FeatureStore):
+    """Feature state in a SQLite file shared by the worker processes of one machine.
+
+    Reads come from this process's mirror after :meth:`refresh`; writes go to the file first (so
+    every worker sees them at its next refresh) and to the mirror.
+    """
+
+    def __init__(self, path: Path, spec: FeatureSpec, timeout_s: float = 30.0) -> None:
+        super().__init__(spec)
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Autocommit: every write is its own transaction (visible to other workers at once) unless batched.
+        self._db = sqlite3.connect(path, timeout=timeout_s, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._mirror = MemoryFeatureStore(spec)
+        self._events_seen = 0  # highest events.rowid applied to the mirror
+        self._labels_seen = 0  # highest labels.seq applied to the mirror
+        self._pending: list[Event] | None = None  # writes held back inside batch()
+        self.refresh()
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._db.close()
+
+    def refresh(self) -> None:
+        """Apply what any worker wrote since the last refresh (one consistent read of both logs)."""
+        self._db.execute("BEGIN")  # a read snapshot: the events and the labels agree with each other
+        try:
+            events = self._db.execute(
+                "SELECT rowid, transaction_id, customer_id, terminal_id, t_us, amount, is_fraud"
+                " FROM events WHERE rowid > ? ORDER BY rowid",
+                (self._events_seen,),
+            ).fetchall()
+            labels = self._db.execute(
+                "SELECT seq, transaction_id, is_fraud FROM labels WHERE seq > ? ORDER BY seq", (self._labels_seen,)
+            ).fetchall()
+        finally:
+            self._db.execute("COMMIT")
+        if events:
+            self._mirror.observe_many(row[1:] for row in events)
+            self._events_seen = events[-1][0]
+        for _, tid, label in labels:
+            self._mirror.add_label(tid, label)  # events carry their label already: re-applying is a no-op
+        if labels:
+            self._labels_seen = labels[-1][0]
+
+    def __len__(self) -> int:
+        return len(self._mirror)
+
+    def knows(self, transaction_id: str) -> bool:
+        """Whether the transaction has been observed (by any worker, as of the last refresh)."""
+        return self._mirror.knows(transaction_id)
+
+    def event(self, transaction_id: str) -> tuple[str, str, int, float] | None:
+        """(customer_id, terminal_id, t_us, amount) of an observed transaction, else None."""
+        return self._mirror.event(transaction_id)
+
+    def customer_window(self, customer_id: str, lo: int, hi: int) -> tuple[int, float]:
+        """Count and amount sum of the customer's events in ``(lo, hi]``."""
+        return self._mirror.customer_window(customer_id, lo, hi)
+
+    def terminal_window(self, terminal_id: str, lo: int, hi: int) -> tuple[int, float]:
+        """Count and known frauds of the terminal's events in ``(lo, hi]``."""
+        return self._mirror.terminal_window(terminal_id, lo, hi)
+
+    def pair_count(self, customer_id: str, terminal_id: str, lo: int, hi: int) -> int:
+        """Visits of the customer to the terminal in ``(lo, hi]``."""
+        return self._mirror.pair_count(customer_id, terminal_id, lo, hi)
+
+    def previous_time(self, customer_id: str, t_us: int, strictly_before: bool) -> int | None:
+        """Latest customer event time before ``t_us``."""
+        return self._mirror.previous_time(customer_id, t_us, strictly_before)
+
+    def record(self, event: Event) -> bool:
+        """Add a transaction; False if this worker already knew it (or, unbatched, any worker added it)."""
+        if not self._mirror.record(event):
+            return False
+        if self._pending is not None:
+            self._pending.append(event)
+            return True
+        cursor = self._db.execute(_INSERT, event)
+        if cursor.rowcount != 1:
+            return False
+        if cursor.lastrowid == self._events_seen + 1:  # nobody wrote since our refresh: skip reading it back
+            self._events_seen = cursor.lastrowid
+        return True
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Hold the observations made inside back and write them in one transaction at the end."""
+        if self._pending is not None:  # nested: the outer batch writes
+            yield
+            return
+        self._pending = []
+        try:
+            yield
+        finally:
+            pending, self._pending = self._pending, None
+            if pending:
+                self._write(pending)
+
+    def _write(self, events: list[Event]) -> None:
+        last_rowid = "SELECT coalesce(max(rowid), 0) FROM events"
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            (before,) = self._db.execute(last_rowid).fetchone()
+            self._db.executemany(_INSERT, events)
+            (after,) = self._db.execute(last_rowid).fetchone()
+            self._db.execute("COMMIT")
+            if before == self._events_seen:  # nobody wrote since our refresh: skip reading our rows back
+                self._events_seen = after
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def add_label(self, transaction_id: str, label: int) -> bool:
+        """Record a late label (for every worker); False if the transaction is unknown."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            known = (
+                self._db.execute(
+                    "UPDATE events SET is_fraud = ? WHERE transaction_id = ?", (label, transaction_id)
+                ).rowcount
+                == 1
+            )
+            if known:
+                self._db.execute("INSERT INTO labels (transaction_id, is_fraud) VALUES (?, ?)", (transaction_id, label))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        if known and not self._mirror.add_label(transaction_id, label):
+            self.refresh()  # another worker's event since our last refresh: reading it brings its label too
+        return known
+
+    def load_snapshot(self, frame: pl.DataFrame) -> bool:
+        """Insert a state snapshot (``MemoryFeatureStore.to_frame`` layout) once per content digest.
+
+        Several workers may call this at start-up; the first loads it in one transaction, the
+        others see its digest and skip. Returns whether this call loaded it. Either way the mirror
+        then holds the file's whole state.
+        """
+        rows = frame.select(SNAPSHOT_COLUMNS)
+        digest = hashlib.sha256(rows.hash_rows().to_numpy().tobytes()).hexdigest()
+        self._db.execute("BEGIN IMMEDIATE")  # one loader at a time
+        try:
+            loaded = self._db.execute("SELECT 1 FROM snapshots WHERE digest = ?", (digest,)).fetchone() is None
+            if loaded:
+                self._db.executemany(_INSERT, rows.iter_rows())
+                self._db.execute("INSERT INTO snapshots VALUES (?, ?)", (digest, rows.height))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self.refresh()
+        return loaded

@@ -1,0 +1,1 @@
+"""Drift and performance computations (pure); the monitor flow publishes their artifacts."""

@@ -1,0 +1,83 @@
+"""The built Bento under a real `bentoml serve` subprocess on a free loopback port."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_bentoml_serve_scores_over_http(pipeline_result: dict[str, Any], tmp_path: Any) -> None:
+    port = free_port()
+    monitor_dir = tmp_path / "monitoring"
+    env = {k: v for k, v in os.environ.items() if k != "FRAUDOPS_MODEL_TAG"}
+    env["FRAUDOPS_MONITOR_DIR"] = str(monitor_dir)
+    bento = pipeline_result["package"]["bento_tag"]
+    cmd = [sys.executable, "-m", "bentoml", "serve", bento, "--host", "127.0.0.1", "--port", str(port)]
+    # Run from an empty dir: the Bento must not need the source tree.
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else "server exited"
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "bentoml serve did not become ready"
+            time.sleep(0.5)
+        tx = {
+            "transaction_id": "http-1",
+            "tx_datetime": "2026-06-01T10:00:00Z",
+            "customer_id": "3",
+            "terminal_id": "9",
+            "amount": 42.0,
+        }
+        response = httpx.post(f"{base}/score", json=tx, timeout=10)
+        assert response.status_code == 200, response.text
+        assert response.json()["model_version"] == pipeline_result["package"]["version"]
+        bad = httpx.post(f"{base}/score", json={**tx, "amount": -1}, timeout=10)
+        assert bad.status_code == 400 and "amount" in bad.text
+        assert httpx.get(f"{base}/ui/", timeout=10).status_code == 200
+        # The Gradio UI's callbacks reach the loaded scorer in the served process.
+        from gradio_client import Client
+
+        ui = Client(f"{base}/ui/", verbose=False)
+        summary, _, payload = ui.predict("ui-1", "2026-06-01T10:05:00Z", "3", "9", 42.0, api_name="/score_one")
+        assert payload["transaction_id"] == "ui-1" and payload["decision"] in {"alert", "approve"}
+        assert f"model v{pipeline_result['package']['version']}" in summary
+        # /metrics carries every metric the provisioned Grafana dashboard plots (with the served worker's data).
+        from tests.flows.test_deploy_files import dashboard_metrics
+
+        exposed = httpx.get(f"{base}/metrics", timeout=10).text
+        for name in dashboard_metrics():
+            assert f"\n{name}" in exposed, name
+        assert 'fraud_decisions_total{decision="' in exposed
+        # The served monitor (service.monitoring.JsonLinesMonitor) logged the prediction, customer hashed.
+        logged = [json.loads(line) for f in monitor_dir.glob("fraud_predictions/data/data.*.log") for line in f.open()]
+        mine = [r for r in logged if r["transaction_id"] == "http-1"]
+        assert len(mine) == 1 and mine[0]["customer_hash"] != "3" and mine[0]["decision"] in {"alert", "approve"}
+        assert {"timestamp", "request_id", "fraud_probability", "model_version"} <= set(mine[0])
+        # GET /model answers without a body.
+        assert httpx.get(f"{base}/model", timeout=10).json()["model_version"] == pipeline_result["package"]["version"]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -1,0 +1,49 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+from typer.testing import CliRunner
+
+from flows.cli import app
+
+runner = CliRunner()
+
+
+def test_help_lists_the_commands_without_importing_heavy_libraries() -> None:
+    code = (
+        "import sys; from flows.cli import app; "
+        "heavy = [m for m in ('great_expectations', 'mlflow', 'gradio', 'bentoml', 'xgboost', 'prefect') "
+        "if m in sys.modules]; "
+        "print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("demo", "simulate", "ingest", "train", "promote", "build", "serve"):
+        assert command in result.output
+
+
+def test_simulate_writes_a_file(tmp_path: Path) -> None:
+    out = tmp_path / "sim.csv"
+    result = runner.invoke(
+        app, ["simulate", "--customers", "50", "--terminals", "100", "--days", "5", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    frame = pl.read_csv(out)
+    assert frame.height > 100 and "transaction_id" in frame.columns
+
+
+def test_bad_dates_and_formats_are_rejected_with_a_message(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["simulate", "--start", "April"])
+    assert result.exit_code != 0 and "not a date" in result.output
+    bad = runner.invoke(app, ["ingest", str(tmp_path / "x.csv"), "--format", "excel"])
+    assert bad.exit_code != 0 and "unknown format" in bad.output
+
+
+def test_drift_presets_named_in_help_are_the_simulator_presets() -> None:
+    from data.simulator import DRIFT_PRESETS
+    from flows.cli import DRIFT_NAMES
+
+    assert tuple(DRIFT_PRESETS) == DRIFT_NAMES
