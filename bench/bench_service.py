@@ -307,23 +307,14 @@ def profile_inprocess(world: World, args: argparse.Namespace, tmp: Path) -> dict
 
     timed("part_score_rows", score_rows, n)
     timed("part_serialize", lambda: [pydantic_core.to_json(res) for res in results], n)
-    timed(
-        "part_monitor",
-        lambda: [
+
+    def record_each() -> None:  # what every /score does after scoring: one record call per request
+        for res, tx in zip(results, txs, strict=True):
             record_predictions([res], [tx], "bench", tmp / "monitor-local")
-            for res, tx in zip(results, txs, strict=True)
-        ],
-        n,
-    )
+
+    timed("part_monitor", record_each, n)
     _MONITOR_INSTANCES[MONITOR_NAME] = default_monitor
-    timed(
-        "lever_monitor_default",
-        lambda: [
-            record_predictions([res], [tx], "bench", tmp / "monitor-local")
-            for res, tx in zip(results, txs, strict=True)
-        ],
-        n,
-    )
+    timed("lever_monitor_default", record_each, n)
     _MONITOR_INSTANCES[MONITOR_NAME] = served_monitor
 
     request_chunks = iter([[json.dumps(d).encode() for d in chunk] for chunk in unseen("in-process parts", n)])

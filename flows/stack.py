@@ -48,11 +48,11 @@ class Stack:
     """Child processes started together and stopped together (a context manager)."""
 
     settings: Settings
-    env: dict[str, str] = field(init=False)
+    env: dict[str, str] = field(default_factory=dict)  # empty: the settings' child environment
     services: list[Service] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.env = self.settings.child_environment()
+        self.env = self.env or self.settings.child_environment()
 
     @property
     def logs(self) -> Path:

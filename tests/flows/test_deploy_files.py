@@ -140,3 +140,13 @@ def test_bentofile_includes_exactly_what_the_service_imports() -> None:
     missing = sorted(str(m) for m in needed if not spec.match_file(str(m)))
     assert not missing, f"bentofile.yaml does not ship {missing}"
     assert not spec.match_file("flows/pipeline.py") and not spec.match_file("validation/raw.py")
+
+
+def test_readme_documents_every_setting() -> None:
+    from config.settings import ENV_PREFIX, Settings
+
+    readme = (ROOT / "README.md").read_text()
+    missing = [
+        f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields if f"`{ENV_PREFIX}{name.upper()}`" not in readme
+    ]
+    assert not missing, f"README's configuration table lacks {missing}"

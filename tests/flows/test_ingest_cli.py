@@ -34,7 +34,9 @@ def fraudops(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
 
     def run(*args: str) -> Result:
         buffer = io.StringIO()
-        monkeypatch.setattr(cli.console, "file", buffer)
+        # The private attribute: patching the ``file`` property would "restore" it to the stream current at
+        # patch time (pytest's capture) instead of None (follow sys.stdout), and later CLI tests would print there.
+        monkeypatch.setattr(cli.console, "_file", buffer)
         try:
             code = app(list(args), standalone_mode=False, prog_name="fraudops")
         except SystemExit as exc:

@@ -155,7 +155,8 @@ def test_manual_promotion_waits_for_approval_then_rollback_restores(
     from flows.promotion import promote_flow, rollback_flow
 
     assert aliases() == {"champion": registry["v1"], "challenger": registry["v2"]}
-    thread, out = run_in_thread(promote_flow, mode="manual", max_ap_drop=1.0, approval_timeout_s=120, approval_poll_s=1)
+    policy = PromotionPolicy(mode="manual", max_ap_drop=1.0, approval_timeout_s=120)
+    thread, out = run_in_thread(promote_flow, policy=policy, approval_poll_s=1)
     run = paused_run("promote")
     assert aliases()["champion"] == registry["v1"]  # nothing moves while the review is pending
     resume_flow_run(run.id, run_input={"approve": True, "reviewer": "ana", "note": "checked the PR curve"})
