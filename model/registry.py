@@ -113,7 +113,7 @@ def log_training_run(
             registered_model_name=model_name,
             model_format="ubj",
             # Explicit requirements: MLflow's inference costs ~6 s per run and guesses wrong in a uv venv.
-            pip_requirements=[f"xgboost=={xgb.__version__}"],
+            pip_requirements=[xgboost_requirement()],
         )
     version = str(info.registered_model_version)
     client = mlflow.MlflowClient()
@@ -121,6 +121,14 @@ def log_training_run(
     registered = RegisteredModel(model_name, version, run.info.run_id)
     tag_version(registered, card.registry_tags())
     return registered
+
+
+def xgboost_requirement() -> str:
+    """The installed XGBoost distribution pinned (``xgboost-cpu`` by default: no CUDA wheel on restore)."""
+    from importlib.metadata import packages_distributions
+
+    distribution = (packages_distributions().get("xgboost") or ["xgboost"])[0]
+    return f"{distribution}=={xgb.__version__}"
 
 
 def log_figures(result: TrainingResult) -> None:

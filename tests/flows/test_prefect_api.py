@@ -10,7 +10,7 @@ def test_server_lists_work_pools_deployments_and_runs(prefect_harness: None) -> 
 
     with get_client(sync_client=True) as client:
         client.create_work_pool(WorkPoolCreate(name="fraudops-api-check", type="process"))
-        # These send `"limit": null`; FastAPI 0.151-0.154 answered 422 to every one of them.
+        # These send `"limit": null`; with Prefect 3.9.1, FastAPI 0.151-0.165 answer 422 to every one of them.
         assert "fraudops-api-check" in {pool.name for pool in client.read_work_pools()}
         assert isinstance(client.read_deployments(), list)
         assert isinstance(client.read_flow_runs(), list)
