@@ -9,6 +9,7 @@ through :class:`LiveSettings` (so the API key can be rotated without a restart);
 from __future__ import annotations
 
 import os
+import secrets
 from datetime import date
 from pathlib import Path
 from typing import Literal
@@ -53,7 +54,7 @@ class Settings(BaseSettings):
         description="BentoML model the service loads (set by `fraudops build`; inside a Bento, the one it packages).",
     )
     api_key: SecretStr | None = Field(
-        None, description="When set, required on scoring, feedback and job routes (X-API-Key or Bearer)."
+        None, description="When set, required on every route but health, metrics and docs (X-API-Key or Bearer)."
     )
     max_body_mb: float = Field(32.0, gt=0, description="Request body limit in MB (413 above it).")
     max_file_rows: int = Field(200_000, ge=1, description="Rows per /score_file upload.")
@@ -62,7 +63,10 @@ class Settings(BaseSettings):
         "sqlite", description="Service feature state: sqlite (shared by the workers) or memory (one process)."
     )
     state_db: Path | None = Field(
-        None, description="SQLite online store; default $BENTOML_HOME/online_state/<model>-v<version>.sqlite."
+        None, description="SQLite online store file; default <state dir>/<model>-v<version>.sqlite."
+    )
+    state_dir: Path | None = Field(
+        None, description="Directory of the per-version SQLite online stores; default $BENTOML_HOME/online_state."
     )
     feedback_db: Path | None = Field(
         None, description="Labels received through /feedback; default $BENTOML_HOME/feedback/feedback.sqlite."
@@ -70,7 +74,10 @@ class Settings(BaseSettings):
     monitor_dir: Path | None = Field(
         None, description="Prediction logs (JSON lines per worker); default $BENTOML_HOME/monitoring."
     )
-    id_hash_salt: str = Field("fraudops", description="Salt of the customer-id hash in logs and monitoring.")
+    id_hash_salt: SecretStr | None = Field(
+        None,
+        description="Salt of the customer-id hash in logs, monitoring and artifacts; default a random one per home.",
+    )
 
     @property
     def home_dir(self) -> Path:
@@ -101,7 +108,31 @@ class Settings(BaseSettings):
 
     def state_path(self, model_name: str, version: str) -> Path:
         """The SQLite online store of one model version (a tag like ``:latest`` would share it across versions)."""
-        return self.state_db or self.bentoml_home / "online_state" / f"{model_name}-v{version}.sqlite"
+        directory = self.state_dir or self.bentoml_home / "online_state"
+        return self.state_db or directory / f"{model_name}-v{version}.sqlite"
+
+    def hash_salt(self) -> str:
+        """The customer-id hash salt: ``FRAUDOPS_ID_HASH_SALT``, else a random one kept in the BentoML home.
+
+        Created on first use (32 random bytes, file mode 0600, written once even when several processes
+        race), so every flow and service worker of one home hashes alike and no deployment shares a
+        public default.
+        """
+        if self.id_hash_salt is not None:
+            return self.id_hash_salt.get_secret_value()
+        path = self.bentoml_home / "secrets" / "id_hash_salt"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(secrets.token_hex(32))
+            tmp.chmod(0o600)
+            try:
+                os.link(tmp, path)  # atomic, and fails if another process won the race: keep theirs
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink(missing_ok=True)
+        return path.read_text().strip()
 
     @property
     def data_docs_dir(self) -> Path:

@@ -440,7 +440,7 @@ def _serve(bento: str, host: str, port: int) -> None:
         else:
             console.print(f"[red]service did not become ready at {base}[/red]")
             raise typer.Exit(1)
-        console.print(f"[green]serving[/green] {bento}: API {base}/score  UI {base}/ui/  docs {base}/docs")
+        console.print(f"[green]serving[/green] {bento}: API {base}/score  UI {base}/ui/  docs {base}/")
         console.print(
             f"try: curl -s -X POST {base}/score -H 'content-type: application/json' -d "
             '\'{"transaction_id":"t1","tx_datetime":"2026-07-29T12:00:00Z","customer_id":"7",'
@@ -500,7 +500,7 @@ def up(
             else:
                 with console.status(f"starting {bento}..."):
                     service = stack.bento(bento, port or settings.port)
-                table.add_row("service", f"{service.url}/score   UI {service.url}/ui/   docs {service.url}/docs")
+                table.add_row("service", f"{service.url}/score   UI {service.url}/ui/   docs {service.url}/")
         except RuntimeError as exc:
             console.print(f"[red]{exc}[/red]")
             raise typer.Exit(1) from None

@@ -23,6 +23,7 @@ from prefect.cache_policies import NO_CACHE
 
 from config.settings import current_settings
 from data.lake import Lake, write_atomic, write_parquet_atomic
+from data.privacy import pseudonymise
 from features.definitions import FeatureSpec, compute_features
 
 if TYPE_CHECKING:
@@ -129,7 +130,9 @@ def batch_score_flow(
     alerts = scored.filter(pl.col("decision") == "alert").sort("score", descending=True)
     create_table_artifact(
         key="batch-score-alerts",
-        table=alerts.head(ALERTS_SHOWN).with_columns(pl.col("tx_datetime").cast(pl.String)).to_dicts(),
+        table=pseudonymise(alerts.head(ALERTS_SHOWN), settings.hash_salt())
+        .with_columns(pl.col("tx_datetime").cast(pl.String))
+        .to_dicts(),
         description=(
             f"Top {min(ALERTS_SHOWN, alerts.height)} of {alerts.height} alerts over {len(days)} day(s) scored by "
             f"v{champion.version} (threshold {threshold:.4f}); full lists in {out_dir}"

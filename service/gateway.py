@@ -1,7 +1,13 @@
 """ASGI middleware in front of the BentoML app: API key, request size, and ``GET /model``.
 
-- When ``FRAUDOPS_API_KEY`` is set, the protected routes (scoring, feedback, jobs) need it in an
-  ``X-API-Key`` header or as ``Authorization: Bearer <key>``; otherwise 401. Compared in constant time.
+- When ``FRAUDOPS_API_KEY`` is set, every route needs it (``X-API-Key`` header or ``Authorization:
+  Bearer <key>``; compared in constant time), whatever the method, except a short allowlist
+  (:data:`PUBLIC_ROUTES`: health, metrics, the OpenAPI document and its Swagger UI at ``/``, the UI's
+  login form). A new route is
+  protected without anyone remembering to. Browsers reach the Gradio UI at ``/ui`` through a login
+  form (``/ui/login``) that sets an HttpOnly, SameSite=Strict session cookie derived from the key;
+  the cookie counts only under ``/ui`` (so a page elsewhere cannot make a browser score or label
+  with it) and stops working when the key is rotated. Websockets are closed (1008) without the key.
 - A body over ``FRAUDOPS_MAX_BODY_MB`` (default 32) gets 413 before it is read; a POST to a protected
   route without ``Content-Length`` gets 411 (the limit could not be enforced before reading).
 - A multipart/form-data body to a protected route must parse (else 400 naming the problem: BentoML
@@ -24,7 +30,27 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-PROTECTED_PREFIXES = ("/score", "/feedback", "/score_job")
+UI_PREFIX = "/ui"
+UI_LOGIN = "/ui/login"
+UI_COOKIE = "fraudops_ui"
+#: (method, path) pairs that answer without the API key: health, metrics, the OpenAPI document, the UI login.
+PUBLIC_ROUTES = frozenset(
+    {
+        ("GET", "/livez"),
+        ("GET", "/readyz"),
+        ("GET", "/healthz"),
+        ("GET", "/metrics"),
+        ("GET", "/"),  # BentoML's Swagger UI for the OpenAPI document
+        ("GET", "/docs.json"),
+        ("GET", UI_LOGIN),
+        ("POST", UI_LOGIN),
+    }
+)
+#: GET path prefixes that answer without the key: the Swagger UI's static files.
+PUBLIC_GET_PREFIXES = ("/static_content/",)
+LOGIN_BODY_LIMIT = 4096
+#: POST routes whose bodies the gateway checks (size known up front, multipart forms that parse).
+DATA_PREFIXES = ("/score", "/feedback", "/score_job")
 UPLOAD_ROUTES = ("/score_file", "/score_job/submit")
 
 
@@ -48,11 +74,29 @@ class Gateway:
         return LiveSettings.api_key()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Answer ``GET /model`` and the refusals here; pass everything else to the app."""
-        if scope["type"] != "http":
+        """Refuse what lacks the key or breaks the limits, answer ``GET /model``; pass the rest to the app."""
+        if scope["type"] not in ("http", "websocket"):  # lifespan
             await self.app(scope, receive, send)
             return
-        path, method = scope["path"].rstrip("/") or "/", scope["method"]
+        path = scope["path"].rstrip("/") or "/"
+        method = scope.get("method", "GET")
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        key = self.api_key
+        if key is not None and not is_public(method, path) and not self._authorised(headers, path, key):
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+            elif path == UI_PREFIX or path.startswith(UI_PREFIX + "/"):
+                await _html(send, 401, login_page(scope))
+            else:
+                error = {"error": "missing or invalid API key (X-API-Key header)"}
+                await _json(send, 401, error, (b"www-authenticate", b"ApiKey"))
+            return
+        if scope["type"] == "websocket":
+            await self.app(scope, receive, send)
+            return
+        if path == UI_LOGIN:
+            await self._login(scope, receive, send, method, key)
+            return
         if path == "/model" and method == "GET":
             info = self.model_info()
             if info is None:
@@ -60,12 +104,7 @@ class Gateway:
             else:
                 await _json(send, 200, info)
             return
-        protected = method == "POST" and path.startswith(PROTECTED_PREFIXES)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        if protected and self.api_key is not None and not self._authorised(headers):
-            error = {"error": "missing or invalid API key (X-API-Key header)"}
-            await _json(send, 401, error, (b"www-authenticate", b"ApiKey"))
-            return
+        protected = method == "POST" and path.startswith(DATA_PREFIXES)
         length = headers.get("content-length")
         if length is not None:
             try:
@@ -101,11 +140,90 @@ class Gateway:
                 receive = _replay(body, receive)
         await self.app(scope, receive, send)
 
-    def _authorised(self, headers: dict[str, str]) -> bool:
+    def _authorised(self, headers: dict[str, str], path: str, key: str) -> bool:
         given = headers.get("x-api-key")
         if given is None and headers.get("authorization", "").lower().startswith("bearer "):
             given = headers["authorization"][7:].strip()
-        return given is not None and hmac.compare_digest(given.encode(), self.api_key.encode())  # type: ignore[union-attr]
+        if given is not None:
+            return hmac.compare_digest(given.encode(), key.encode())
+        if path == UI_PREFIX or path.startswith(UI_PREFIX + "/"):
+            cookie = _cookies(headers.get("cookie", "")).get(UI_COOKIE)
+            return cookie is not None and hmac.compare_digest(cookie.encode(), ui_session(key).encode())
+        return False
+
+    async def _login(self, scope: Scope, receive: Receive, send: Send, method: str, key: str | None) -> None:
+        """``GET /ui/login``: the form; ``POST``: check the key, set the session cookie, back to the UI."""
+        root = scope.get("root_path", "")
+        if key is None:  # nothing to log in to
+            await _redirect(send, f"{root}{UI_PREFIX}/")
+            return
+        if method != "POST":
+            await _html(send, 200, login_page(scope))
+            return
+        length = dict(scope["headers"]).get(b"content-length", b"")
+        if not length.isdigit() or int(length) > LOGIN_BODY_LIMIT:
+            await _html(send, 413, login_page(scope, error="The login form is a short form post."))
+            return
+        body = await _read_body(receive)
+        if body is None:
+            return
+        from urllib.parse import parse_qs
+
+        given = (parse_qs(body.decode("utf-8", "replace")).get("api_key") or [""])[0]
+        if not hmac.compare_digest(given.encode(), key.encode()):
+            await _html(send, 401, login_page(scope, error="That is not the API key."))
+            return
+        cookie = f"{UI_COOKIE}={ui_session(key)}; Path={root}{UI_PREFIX}; HttpOnly; SameSite=Strict"
+        await _redirect(send, f"{root}{UI_PREFIX}/", (b"set-cookie", cookie.encode("latin-1")))
+
+
+def is_public(method: str, path: str) -> bool:
+    """Whether ``method path`` answers without the API key (``path`` without its trailing slash)."""
+    return (method, path) in PUBLIC_ROUTES or (method == "GET" and path.startswith(PUBLIC_GET_PREFIXES))
+
+
+def ui_session(key: str) -> str:
+    """The UI session cookie's value for ``key`` (rotating the key ends every session)."""
+    return hmac.new(key.encode(), b"fraudops-ui-session", "sha256").hexdigest()
+
+
+def _cookies(header: str) -> dict[str, str]:
+    from http.cookies import SimpleCookie
+
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(header)
+    except Exception:  # a malformed Cookie header authorises nothing
+        return {}
+    return {name: morsel.value for name, morsel in jar.items()}
+
+
+def login_page(scope: Scope, error: str = "") -> str:
+    """The UI's login form (the API key as the password)."""
+    from html import escape
+
+    action = escape(f"{scope.get('root_path', '')}{UI_LOGIN}")
+    note = f'<p role="alert">{escape(error)}</p>' if error else ""
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>fraudops: log in</title></head><body>"
+        "<h1>fraudops</h1><p>This service needs its API key.</p>"
+        f"{note}<form method='post' action='{action}'>"
+        "<label>API key <input type='password' name='api_key' autocomplete='current-password' autofocus></label>"
+        " <button type='submit'>Log in</button></form></body></html>"
+    )
+
+
+async def _html(send: Send, status: int, page: str) -> None:
+    payload = page.encode()
+    headers = [(b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(payload)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+async def _redirect(send: Send, location: str, *extra: tuple[bytes, bytes]) -> None:
+    headers = [(b"location", location.encode("latin-1")), (b"content-length", b"0"), *extra]
+    await send({"type": "http.response.start", "status": 303, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
 
 
 async def _read_body(receive: Receive) -> bytes | None:

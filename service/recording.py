@@ -7,7 +7,6 @@ plots both). The scorer's conflict rules (a reused id with other values) apply t
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import bentoml
 from prometheus_client import Counter, Histogram
 
 from data.contract import TransactionIn
+from data.privacy import hash_id
 from service.schemas import ScoreResponse
 from service.scoring import ScoredBatch, Scorer
 
@@ -30,11 +30,6 @@ SCORES = Histogram(
     ["model_version"],
     buckets=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0),
 )
-
-
-def hash_id(value: str, salt: str) -> str:
-    """A stable pseudonym for a customer (or card) id in logs and monitoring: salted SHA-256, 16 hex chars."""
-    return hashlib.sha256(f"{salt}:{value}".encode()).hexdigest()[:16]
 
 
 def record_predictions(results: list[dict[str, Any]], txs: list[TransactionIn], salt: str, monitor_dir: Path) -> None:

@@ -97,7 +97,7 @@ class FraudService:
         # One state per model version (a tag like ``:latest`` would share it across versions).
         state_path = settings.state_path(self.bento_model.tag.name, bundle.version)
         self.scorer = Scorer(bundle, store=open_store(settings.online_store, bundle.spec, bundle.state, state_path))
-        self.recording = RecordingScorer(self.scorer, settings.id_hash_salt, settings.monitor_path)
+        self.recording = RecordingScorer(self.scorer, settings.hash_salt(), settings.monitor_path)
         self.feedback_log = FeedbackLog(settings.feedback_path)
         self.max_file_rows, self.max_job_rows = settings.max_file_rows, settings.max_job_rows
         # The loaded model, state and libraries are long-lived: keep them out of every later GC pass

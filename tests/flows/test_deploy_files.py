@@ -150,3 +150,25 @@ def test_readme_documents_every_setting() -> None:
         f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields if f"`{ENV_PREFIX}{name.upper()}`" not in readme
     ]
     assert not missing, f"README's configuration table lacks {missing}"
+
+
+def test_compose_keeps_state_in_named_volumes_and_shares_one_label_store() -> None:
+    compose = load("docker-compose.yml")
+    service, worker = compose["services"]["fraud-service"], compose["services"]["prefect-worker"]
+    named = set(compose["volumes"])
+
+    def mounts(svc: dict[str, Any]) -> dict[str, str]:
+        return {v.split(":")[1]: v.split(":")[0] for v in svc.get("volumes", [])}
+
+    env = service["environment"]
+    assert env["FRAUDOPS_API_KEY"].startswith("${FRAUDOPS_API_KEY:?")  # from the environment, required
+    for variable in ("FRAUDOPS_STATE_DIR", "FRAUDOPS_MONITOR_DIR", "FRAUDOPS_FEEDBACK_DB"):
+        path = env[variable]
+        mount = next(m for m in mounts(service) if path.startswith(m + "/"))
+        assert mounts(service)[mount] in named, variable  # survives the container
+    label_db = env["FRAUDOPS_FEEDBACK_DB"]
+    assert worker["environment"]["FRAUDOPS_FEEDBACK_DB"] == label_db  # the monitor reads what the service wrote
+    shared = {mounts(service)[m] for m in mounts(service) if label_db.startswith(m + "/")}
+    assert shared == {mounts(worker)[m] for m in mounts(worker) if label_db.startswith(m + "/")}
+    assert env["FRAUDOPS_ID_HASH_SALT"] == worker["environment"]["FRAUDOPS_ID_HASH_SALT"]
+    assert mounts(worker)["/data/fraudops"] in named  # the lake

@@ -7,6 +7,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import polars as pl
 import pytest
 
 if TYPE_CHECKING:
@@ -50,6 +51,11 @@ def test_batch_score_writes_every_day_once_and_reruns_are_idempotent(world: dict
     threshold = _champion_card().threshold
     assert (scored["decision"] == "alert").to_list() == (scored["score"] >= threshold).to_list()
     assert first["alerts"] == int((scored["decision"] == "alert").sum()) > 0
+    # The alert list artifact carries pseudonyms, never the raw customer ids.
+    shown = _artifact_rows("batch-score-alerts")
+    assert shown and "customer_id" not in shown[0] and len(shown[0]["customer_hash"]) == 16
+    raw = set(scored.filter(pl.col("decision") == "alert")["customer_id"].to_list())
+    assert not raw & {row["customer_hash"] for row in shown}
     before = {p: p.stat().st_mtime_ns for p in (Settings().home_dir / "scored").rglob("part.parquet")}
     again = batch_score_flow()
     assert again["scored"] == 0 and again["days"] == []
@@ -108,6 +114,22 @@ def test_labels_from_feedback_drive_the_performance_check(world: dict[str, Any])
     assert out["feedback_labels"] == 80 and out["current_ap"] is not None and out["current_ap"] < 0.3
     assert any(r.startswith("performance: AP") for r in out["reasons"]), out["reasons"]
     assert out["retrain"] == "needed, but retrain='off'"
+
+
+def _artifact_rows(key: str) -> list[dict[str, Any]]:
+    """The newest table artifact under ``key`` (Prefect stores a table as JSON)."""
+    import json
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    with get_client(sync_client=True) as client:
+        (artifact,) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])), sort=ArtifactSort.CREATED_DESC, limit=1
+        )
+    data = artifact.data
+    return json.loads(data) if isinstance(data, str) else data
 
 
 def _champion_card() -> ModelCard:

@@ -15,7 +15,6 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,6 +24,8 @@ import polars as pl
 import pytest
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
+
+from tests.helpers import service_app
 
 pytestmark = pytest.mark.slow
 
@@ -98,42 +99,6 @@ TWO_COLUMNS = b"transaction_id,amount\n1,2\n"
 
 def _chunks() -> Iterator[bytes]:
     yield json.dumps(tx("chunked")).encode()
-
-
-def _release_request_metrics() -> None:
-    """Unregister the collectors BentoML's HTTP metrics middleware put in the global Prometheus registry.
-
-    The middleware registers them on an app's first request; a second ``FraudService.to_asgi()`` app in
-    the same process (another test module's) would then find the names taken and answer every request
-    with 500 (``DuplicateTimeseries``). Each module's app releases them when it is done (and before it
-    starts, for a module that did not).
-    """
-    from prometheus_client import REGISTRY
-
-    for collector, names in list(REGISTRY._collector_to_names.items()):
-        if any(name.startswith("bentoml_service_") for name in names):
-            REGISTRY.unregister(collector)
-
-
-@contextmanager
-def service_app(model_tag: str) -> Iterator[Any]:
-    """The BentoML service as an in-process ASGI app serving ``model_tag`` (built as in service/test_service.py)."""
-    import os
-
-    os.environ["FRAUDOPS_MODEL_TAG"] = model_tag
-    from _bentoml_impl.tasks.result import Sqlite3Store
-    from bentoml._internal.configuration.containers import BentoMLContainer
-
-    from service.service import FraudService
-
-    # `bentoml serve` creates the task result store at start-up (server_on_deployment); in process we do.
-    Sqlite3Store.init_db(BentoMLContainer.result_store_file.get())
-    _release_request_metrics()
-    try:
-        yield FraudService.to_asgi()
-    finally:
-        _release_request_metrics()
-        os.environ.pop("FRAUDOPS_MODEL_TAG", None)
 
 
 @pytest.fixture(scope="module")

@@ -54,7 +54,7 @@ def api_schema(pipeline_result: dict[str, Any]) -> Iterator[Any]:
     """
     from schemathesis.python.asgi import shutdown_lifespans
 
-    from tests.service.test_bad_inputs import service_app
+    from tests.helpers import service_app
 
     with service_app(pipeline_result["package"]["model_tag"]) as app:
         config = schemathesis.Config.from_dict({"seed": 20261121})

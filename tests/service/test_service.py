@@ -198,8 +198,9 @@ def test_api_key_is_required_when_set(client: TestClient, monkeypatch: pytest.Mo
     assert client.post("/score", json=VALID, headers={"X-API-Key": "s3cret"}).status_code == 200
     assert client.post("/feedback", json={"labels": []}, headers={"Authorization": "Bearer s3cret"}).status_code == 400
     assert client.post("/feedback", json={"labels": []}).status_code == 401
-    # Health, metrics and the model card stay open.
-    assert client.get("/readyz").status_code == 200 and client.get("/model").status_code == 200
+    # Health stays open; the model card (threshold, metrics) needs the key too.
+    assert client.get("/readyz").status_code == 200 and client.get("/model").status_code == 401
+    assert client.get("/model", headers={"X-API-Key": "s3cret"}).status_code == 200
 
 
 def test_oversized_bodies_get_413_and_oversized_batches_422(
@@ -278,7 +279,8 @@ def test_large_files_run_as_a_task(client: TestClient) -> None:
 
 def test_predictions_are_logged_for_monitoring_with_hashed_customers(client: TestClient) -> None:
     from config.settings import Settings
-    from service.recording import MONITOR_NAME, hash_id
+    from data.privacy import hash_id
+    from service.recording import MONITOR_NAME
 
     settings = Settings()
 
@@ -288,5 +290,5 @@ def test_predictions_are_logged_for_monitoring_with_hashed_customers(client: Tes
     )
     logs = list((settings.monitor_path / MONITOR_NAME / "data").glob("data.*.log"))
     text = "".join(p.read_text() for p in logs)
-    assert "mon-1" in text and hash_id("cust-secret", settings.id_hash_salt) in text
+    assert "mon-1" in text and hash_id("cust-secret", settings.hash_salt()) in text
     assert "cust-secret" not in text

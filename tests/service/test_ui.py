@@ -144,7 +144,8 @@ def test_single_transaction_returns_decision_reasons_and_json(client: Client, sm
 
 def test_ui_scoring_is_recorded_like_the_api(client: Client, small_transactions: pl.DataFrame) -> None:
     """The UI scores through the API's score-and-record path: prediction log (customer hashed) and conflicts."""
-    from service.recording import MONITOR_NAME, hash_id
+    from data.privacy import hash_id
+    from service.recording import MONITOR_NAME
 
     _, terminal = known_ids(small_transactions)
     client.predict("ui-logged", "2026-03-05T09:30:00Z", "ui-secret-customer", terminal, 12.0, api_name="/score_one")
