@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(
         None, description="When set, required on every route but health, metrics and docs (X-API-Key or Bearer)."
     )
+    ui_demo: bool = Field(
+        False,
+        description="Open the UI at /ui without the API key, read-only: it scores without adding to the state or logs.",
+    )
     max_body_mb: float = Field(32.0, gt=0, description="Request body limit in MB (413 above it).")
     max_file_rows: int = Field(200_000, ge=1, description="Rows per /score_file upload.")
     max_job_rows: int = Field(5_000_000, ge=1, description="Rows per /score_job task.")
@@ -134,6 +138,13 @@ class Settings(BaseSettings):
                 tmp.unlink(missing_ok=True)
         return path.read_text().strip()
 
+    def other_state_paths(self, model_name: str, version: str) -> list[Path]:
+        """The SQLite online stores of the model's other versions (none when one explicit file is shared)."""
+        if self.state_db is not None:
+            return []
+        own = self.state_path(model_name, version)
+        return sorted(p for p in own.parent.glob(f"{model_name}-v*.sqlite") if p != own)
+
     @property
     def data_docs_dir(self) -> Path:
         """The GX Data Docs site (HTML, with its stored results) under the home."""
@@ -169,12 +180,17 @@ class Settings(BaseSettings):
 
 
 class LiveSettings:
-    """The two settings the service gateway re-reads on every request (cheap: one environment lookup each)."""
+    """The settings the service re-reads on every request (cheap: one environment lookup each)."""
 
     @staticmethod
     def api_key() -> str | None:
         """``FRAUDOPS_API_KEY`` as it is now (None when unset or empty): a rotated key applies without a restart."""
         return os.environ.get(f"{ENV_PREFIX}API_KEY") or None
+
+    @staticmethod
+    def ui_demo() -> bool:
+        """``FRAUDOPS_UI_DEMO`` as it is now (true/1/yes/on): the read-only UI open without the key."""
+        return (os.environ.get(f"{ENV_PREFIX}UI_DEMO") or "").strip().lower() in {"1", "true", "yes", "on"}
 
     @staticmethod
     def max_body_bytes() -> int:

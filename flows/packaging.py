@@ -21,14 +21,17 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 def save_bento_model(
     name: str, version: str, booster: xgb.Booster, card: ModelCard, state: pl.DataFrame, labels: dict[str, str]
 ) -> str:
-    """Import the bundle into the BentoML store as ``name:v<version>`` (reused if already there)."""
+    """Import the bundle into the BentoML store as ``name:v<version>``, replacing an older import of it.
+
+    Always fresh: a rebuild or a rollback ships the lake's current state snapshot, not the one taken when
+    the version was first packaged (Bentos already built keep their own copy of the model).
+    """
     import bentoml
     from bentoml.exceptions import NotFound
 
     tag = f"{name}:v{version}"
     with contextlib.suppress(NotFound):
-        bentoml.models.get(tag)
-        return tag
+        bentoml.models.delete(tag)
     with bentoml.models.create(tag, labels=labels, metadata={"threshold": card.threshold}) as stored:
         write_bundle(Path(stored.path), booster, card, state)
     return tag

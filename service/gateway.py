@@ -8,6 +8,7 @@
   form (``/ui/login``) that sets an HttpOnly, SameSite=Strict session cookie derived from the key;
   the cookie counts only under ``/ui`` (so a page elsewhere cannot make a browser score or label
   with it) and stops working when the key is rotated. Websockets are closed (1008) without the key.
+  ``FRAUDOPS_UI_DEMO`` opens ``/ui`` without the key, and the UI then scores read-only.
 - A body over ``FRAUDOPS_MAX_BODY_MB`` (default 32) gets 413 before it is read; a POST to a protected
   route without ``Content-Length`` gets 411 (the limit could not be enforced before reading).
 - A multipart/form-data body to a protected route must parse (else 400 naming the problem: BentoML
@@ -82,7 +83,8 @@ class Gateway:
         method = scope.get("method", "GET")
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         key = self.api_key
-        if key is not None and not is_public(method, path) and not self._authorised(headers, path, key):
+        ui_demo = LiveSettings.ui_demo() and (path == UI_PREFIX or path.startswith(UI_PREFIX + "/"))
+        if key is not None and not ui_demo and not is_public(method, path) and not self._authorised(headers, path, key):
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
             elif path == UI_PREFIX or path.startswith(UI_PREFIX + "/"):

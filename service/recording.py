@@ -64,17 +64,23 @@ def record_predictions(results: list[dict[str, Any]], txs: list[TransactionIn], 
 
 
 class RecordingScorer:
-    """A :class:`~service.scoring.Scorer` whose every answer is recorded (prediction log and counters)."""
+    """A :class:`~service.scoring.Scorer` whose every answer is recorded (prediction log and counters).
 
-    def __init__(self, scorer: Scorer, id_hash_salt: str, monitor_dir: Path) -> None:
+    ``read_only`` (the UI's demo mode, open without the API key) scores against the state without
+    adding to it and records nothing: an anonymous visitor cannot write into any card's windows.
+    """
+
+    def __init__(self, scorer: Scorer, id_hash_salt: str, monitor_dir: Path, read_only: bool = False) -> None:
         self.scorer = scorer
         self.salt = id_hash_salt
         self.monitor_dir = monitor_dir
+        self.read_only = read_only
 
     def score_one(self, tx: TransactionIn) -> dict[str, Any]:
         """Score and record one transaction (plain data); raises ``TransactionConflict`` for a reused id."""
-        result = self.scorer.score_one(tx)
-        record_predictions([result], [tx], self.salt, self.monitor_dir)
+        result = self.scorer.score_one(tx, observe=not self.read_only)
+        if not self.read_only:
+            record_predictions([result], [tx], self.salt, self.monitor_dir)
         return result
 
     def score(self, tx: TransactionIn) -> ScoreResponse:
@@ -83,6 +89,7 @@ class RecordingScorer:
 
     def score_batch(self, records: list[Any], unreadable: dict[int, str] | None = None) -> ScoredBatch:
         """Score and record a batch; invalid rows come back by index with a reason."""
-        batch = self.scorer.score_batch(records, unreadable)
-        record_predictions(batch.results, batch.transactions, self.salt, self.monitor_dir)
+        batch = self.scorer.score_batch(records, unreadable, observe=not self.read_only)
+        if not self.read_only:
+            record_predictions(batch.results, batch.transactions, self.salt, self.monitor_dir)
         return batch

@@ -85,18 +85,21 @@ class Scorer:
         self.state = store if store is not None else open_store("memory", self.spec, bundle.state)
         self._iteration_range = (0, bundle.card.best_iteration + 1)
 
-    def features(self, tx: TransactionIn) -> np.ndarray:
+    def features(self, tx: TransactionIn, observe: bool = True) -> np.ndarray:
         """Online feature row for ``tx``; the state then records the transaction.
 
         Raises :class:`TransactionConflict` if the id is known with other values.
         """
-        rows, conflicts = self.features_many([tx])
+        rows, conflicts = self.features_many([tx], observe)
         if conflicts:
             raise TransactionConflict(conflicts[0])
         return rows[0]
 
-    def features_many(self, txs: list[TransactionIn]) -> tuple[np.ndarray, dict[int, str]]:
+    def features_many(self, txs: list[TransactionIn], observe: bool = True) -> tuple[np.ndarray, dict[int, str]]:
         """Feature rows for transactions in arrival order, each seeing the ones before it.
+
+        With ``observe=False`` (the UI's read-only demo mode) nothing is added to the state: each
+        transaction is scored against what the state held before the call.
 
         A transaction id seen before (in the state or earlier in ``txs``) with the same customer,
         terminal, time and amount is scored as of its own arrival (not counted twice); with other
@@ -117,7 +120,8 @@ class Scorer:
                         conflicts[i] = conflict
                         continue
                     out[i] = state.features(tid, customer, terminal, t_us, amount, tx.tx_datetime)
-                    state.observe(tid, customer, terminal, t_us, amount)
+                    if observe:
+                        state.observe(tid, customer, terminal, t_us, amount)
         return out, conflicts
 
     def results(self, txs: list[TransactionIn], rows: np.ndarray) -> list[dict[str, Any]]:
@@ -162,18 +166,20 @@ class Scorer:
             )
         ]
 
-    def score_one(self, tx: TransactionIn) -> dict[str, Any]:
+    def score_one(self, tx: TransactionIn, observe: bool = True) -> dict[str, Any]:
         """Score one transaction and add it to the online state (the hot path's plain answer).
 
         Raises :class:`TransactionConflict` if the id is known with other values.
         """
-        return self.results([tx], self.features(tx)[None, :])[0]
+        return self.results([tx], self.features(tx, observe)[None, :])[0]
 
     def score(self, tx: TransactionIn) -> ScoreResponse:
         """:meth:`score_one` as a checked :class:`ScoreResponse`."""
         return ScoreResponse.model_validate(self.score_one(tx))
 
-    def score_batch(self, records: list[Any], unreadable: dict[int, str] | None = None) -> ScoredBatch:
+    def score_batch(
+        self, records: list[Any], unreadable: dict[int, str] | None = None, observe: bool = True
+    ) -> ScoredBatch:
         """Validate each record; score the valid ones in order, report the others by index.
 
         ``unreadable`` maps indices of rows already known bad (e.g. a CSV line with the wrong number of
@@ -199,7 +205,7 @@ class Scorer:
                 errors.append(_row_error(index, tid, describe_validation_error(exc)))
         if not valid:
             return ScoredBatch(received=len(records), results=[], errors=errors, transactions=[])
-        rows, conflicts = self.features_many(valid)
+        rows, conflicts = self.features_many(valid, observe)
         if conflicts:
             errors += [_row_error(at[i], valid[i].transaction_id, reason) for i, reason in conflicts.items()]
             errors.sort(key=lambda e: e["index"])

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from pydantic import Field
 from starlette.responses import Response
 
-from config.settings import Settings
+from config.settings import LiveSettings, Settings
 from data.contract import TransactionIn
 from data.feedback import FeedbackLog
 from features.stores import open_store
@@ -48,10 +48,11 @@ def _current() -> FraudService | None:
 
 
 def _recording_scorer() -> RecordingScorer:
+    """The UI's scorer: the API's score-and-record path, or its read-only twin in demo mode."""
     service = _current()
     if service is None:
         raise gr.Error("the model is still loading")
-    return service.recording
+    return service.demo_recording if LiveSettings.ui_demo() else service.recording
 
 
 # Gradio 6 + BentoML: mount through FastAPI, not bentoml.gradio (its /ui/ answers 500 there).
@@ -95,9 +96,17 @@ class FraudService:
         settings = Settings()
         bundle = read_bundle(Path(self.bento_model.path))
         # One state per model version (a tag like ``:latest`` would share it across versions).
-        state_path = settings.state_path(self.bento_model.tag.name, bundle.version)
-        self.scorer = Scorer(bundle, store=open_store(settings.online_store, bundle.spec, bundle.state, state_path))
+        name = self.bento_model.tag.name
+        store = open_store(
+            settings.online_store,
+            bundle.spec,
+            bundle.state,
+            settings.state_path(name, bundle.version),
+            carry_from=settings.other_state_paths(name, bundle.version),  # a model switch keeps what was scored
+        )
+        self.scorer = Scorer(bundle, store=store)
         self.recording = RecordingScorer(self.scorer, settings.hash_salt(), settings.monitor_path)
+        self.demo_recording = RecordingScorer(self.scorer, settings.hash_salt(), settings.monitor_path, read_only=True)
         self.feedback_log = FeedbackLog(settings.feedback_path)
         self.max_file_rows, self.max_job_rows = settings.max_file_rows, settings.max_job_rows
         # The loaded model, state and libraries are long-lived: keep them out of every later GC pass

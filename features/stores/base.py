@@ -108,6 +108,10 @@ class FeatureStore(ABC):
         """Record a late label; returns False if the transaction is unknown."""
 
     @abstractmethod
+    def evict(self) -> int:
+        """Forget events older than the features' horizon before the newest event; returns how many (this store)."""
+
+    @abstractmethod
     def load_snapshot(self, frame: pl.DataFrame) -> bool:
         """Load a state snapshot (:data:`STATE_SCHEMA` rows); False when this store already holds it."""
 

@@ -1,14 +1,27 @@
-"""The in-process online store: per customer, terminal and (customer, terminal) pair, time-sorted events."""
+"""The in-process online store: per customer, terminal and (customer, terminal) pair, time-sorted events.
+
+Bounded: every :data:`EVICT_EVERY` recorded events, events older than the horizon (the longest window
+plus the label delay, plus :data:`EVICTION_SLACK_US` for transactions that arrive late) before the
+newest event seen are forgotten (:meth:`MemoryFeatureStore.evict`). No feature of a transaction
+within the slack of the newest one looks that far back, so eviction changes no feature value; a
+transaction that arrives later than that is scored against the history still kept.
+"""
 
 from __future__ import annotations
 
 import bisect
+import heapq
 from dataclasses import dataclass, field
 
 import polars as pl
 
-from features.definitions import ORDER_COLUMNS, FeatureSpec
+from features.definitions import ORDER_COLUMNS, US_PER_DAY, FeatureSpec
 from features.stores.base import SNAPSHOT_COLUMNS, STATE_SCHEMA, Event, FeatureStore
+
+#: Recorded events between two eviction passes.
+EVICT_EVERY = 4096
+#: How much older than the newest event a transaction may arrive and still see its full history.
+EVICTION_SLACK_US = US_PER_DAY
 
 
 @dataclass
@@ -41,6 +54,10 @@ class MemoryFeatureStore(FeatureStore):
         self._pairs: dict[tuple[str, str], _Series] = {}  # (customer, terminal) visits
         # transaction_id -> (customer_id, terminal_id, t_us, amount, label or None).
         self._seen: dict[str, tuple[str, str, int, float, int | None]] = {}
+        self._by_time: list[tuple[int, str]] = []  # heap of (t_us, transaction_id): what to evict first
+        self._newest_us: int | None = None
+        self._recorded_since_eviction = 0
+        self.horizon_us = spec.history_days * US_PER_DAY + EVICTION_SLACK_US
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -86,7 +103,45 @@ class MemoryFeatureStore(FeatureStore):
         self._terminals.setdefault(terminal_id, _Series()).insert(t_us, float(label or 0))
         self._pairs.setdefault((customer_id, terminal_id), _Series()).insert(t_us, 1.0)
         self._seen[transaction_id] = (customer_id, terminal_id, t_us, amount, label)
+        heapq.heappush(self._by_time, (t_us, transaction_id))
+        if self._newest_us is None or t_us > self._newest_us:
+            self._newest_us = t_us
+        self._recorded_since_eviction += 1
+        if self._recorded_since_eviction >= EVICT_EVERY:
+            self.evict()
         return True
+
+    @property
+    def cutoff_us(self) -> int | None:
+        """Events at or before this time are evicted (None while the store is empty)."""
+        return None if self._newest_us is None else self._newest_us - self.horizon_us
+
+    def evict(self) -> int:
+        """Forget the events at or before :attr:`cutoff_us`; returns how many."""
+        self._recorded_since_eviction = 0
+        cutoff = self.cutoff_us
+        if cutoff is None:
+            return 0
+        customers: set[str] = set()
+        terminals: set[str] = set()
+        pairs: set[tuple[str, str]] = set()
+        evicted = 0
+        while self._by_time and self._by_time[0][0] <= cutoff:
+            _, transaction_id = heapq.heappop(self._by_time)
+            entry = self._seen.pop(transaction_id, None)
+            if entry is not None:
+                evicted += 1
+                customers.add(entry[0])
+                terminals.add(entry[1])
+                pairs.add((entry[0], entry[1]))
+        for index, keys in ((self._customers, customers), (self._terminals, terminals), (self._pairs, pairs)):
+            for key in keys:
+                series = index[key]  # type: ignore[index]
+                i = bisect.bisect_right(series.times, cutoff)
+                del series.times[:i], series.values[:i]
+                if not series.times:
+                    del index[key]  # type: ignore[arg-type]
+        return evicted
 
     def add_label(self, transaction_id: str, label: int) -> bool:
         """Record a late label; returns False if the transaction is unknown to the state."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,7 +26,7 @@ import polars as pl
 
 from features.definitions import FeatureSpec
 from features.stores.base import SNAPSHOT_COLUMNS, Event, FeatureStore
-from features.stores.memory import MemoryFeatureStore
+from features.stores.memory import EVICT_EVERY, MemoryFeatureStore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -43,7 +43,14 @@ CREATE TABLE IF NOT EXISTS labels (
     is_fraud INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS snapshots (digest TEXT PRIMARY KEY, rows INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS events_by_time ON events (t_us);
 """
+# Old events go; the newest row (highest rowid) always stays, so rowids are never reused and every
+# worker's "events after rowid N" catch-up stays exact.
+_EVICT_EVENTS = "DELETE FROM events WHERE t_us <= ? AND rowid < (SELECT max(rowid) FROM events)"
+_EVICT_LABELS = (
+    "DELETE FROM labels WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.transaction_id = labels.transaction_id)"
+)
 
 _INSERT = "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?)"
 
@@ -68,6 +75,7 @@ class SQLiteFeatureStore(FeatureStore):
         self._events_seen = 0  # highest events.rowid applied to the mirror
         self._labels_seen = 0  # highest labels.seq applied to the mirror
         self._pending: list[Event] | None = None  # writes held back inside batch()
+        self._written_since_eviction = 0
         self.refresh()
 
     def close(self) -> None:
@@ -135,7 +143,34 @@ class SQLiteFeatureStore(FeatureStore):
             return False
         if cursor.lastrowid == self._events_seen + 1:  # nobody wrote since our refresh: skip reading it back
             self._events_seen = cursor.lastrowid
+        self._count_writes(1)
         return True
+
+    def _count_writes(self, count: int) -> None:
+        self._written_since_eviction += count
+        if self._written_since_eviction >= EVICT_EVERY:
+            self._evict_file()
+
+    def evict(self) -> int:
+        """Forget old events in this worker's mirror and in the shared file (see ``MemoryFeatureStore.evict``)."""
+        evicted = self._mirror.evict()
+        self._evict_file()
+        return evicted
+
+    def _evict_file(self) -> None:
+        """Delete events older than the mirror's cutoff from the file, and the labels of deleted events."""
+        self._written_since_eviction = 0
+        cutoff = self._mirror.cutoff_us
+        if cutoff is None:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute(_EVICT_EVENTS, (cutoff,))
+            self._db.execute(_EVICT_LABELS)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -150,6 +185,7 @@ class SQLiteFeatureStore(FeatureStore):
             pending, self._pending = self._pending, None
             if pending:
                 self._write(pending)
+                self._count_writes(len(pending))
 
     def _write(self, events: list[Event]) -> None:
         last_rowid = "SELECT coalesce(max(rowid), 0) FROM events"
@@ -206,3 +242,32 @@ class SQLiteFeatureStore(FeatureStore):
             raise
         self.refresh()
         return loaded
+
+    def carry_over(self, sources: Sequence[Path], after_us: int) -> int:
+        """Copy the events other state files hold after ``after_us`` (with their labels); returns how many were new.
+
+        A new model version starts from its lake snapshot; what the service scored since the lake's newest
+        transaction lives only in the previous versions' files. Idempotent (ids already here are skipped),
+        so every worker of the new version may run it at start-up.
+        """
+        copied = 0
+        for source in sources:
+            if not Path(source).exists() or Path(source).resolve() == self.path.resolve():
+                continue
+            self._db.execute("ATTACH DATABASE ? AS previous", (str(source),))
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    copied += self._db.execute(
+                        "INSERT OR IGNORE INTO events SELECT transaction_id, customer_id, terminal_id, t_us, amount,"
+                        " is_fraud FROM previous.events WHERE t_us > ? ORDER BY t_us, transaction_id",
+                        (after_us,),
+                    ).rowcount
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+            finally:
+                self._db.execute("DETACH DATABASE previous")
+        self.refresh()
+        return copied

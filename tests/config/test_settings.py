@@ -46,3 +46,18 @@ def test_live_settings_follow_the_environment(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("FRAUDOPS_API_KEY", "rotated")
     monkeypatch.setenv("FRAUDOPS_MAX_BODY_MB", "0.5")
     assert LiveSettings.api_key() == "rotated" and LiveSettings.max_body_bytes() == 512 * 1024
+
+
+def test_other_state_paths_are_the_models_other_versions(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("FRAUDOPS_STATE_DB", raising=False)
+    monkeypatch.setenv("FRAUDOPS_STATE_DIR", str(tmp_path))
+    for name in ("fraud_detector-v1.sqlite", "fraud_detector-v2.sqlite", "other-v1.sqlite", "fraud_detector-v3.sqlite"):
+        (tmp_path / name).touch()
+    settings = Settings()
+    assert settings.state_path("fraud_detector", "2") == tmp_path / "fraud_detector-v2.sqlite"
+    assert [p.name for p in settings.other_state_paths("fraud_detector", "2")] == [
+        "fraud_detector-v1.sqlite",
+        "fraud_detector-v3.sqlite",
+    ]
+    monkeypatch.setenv("FRAUDOPS_STATE_DB", str(tmp_path / "one.sqlite"))  # one file for every version
+    assert Settings().other_state_paths("fraud_detector", "2") == []

@@ -1,10 +1,12 @@
 """The multi-worker online store: same features as offline, shared by separate processes."""
 
 import multiprocessing
+import sqlite3
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pytest
 
 from features.definitions import FeatureSpec, compute_features, to_epoch_us
 from features.stores.memory import MemoryFeatureStore
@@ -100,3 +102,69 @@ def test_batches_land_whole_and_labels_reach_every_worker(tmp_path: Path) -> Non
     # A third worker starting now reads the labels with the events.
     c = SQLiteFeatureStore(tmp_path / "shared.sqlite", spec)
     assert c.terminal_window("t1", t0 - day, t0 + day) == (4, 2.0)
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_eviction_bounds_the_state_and_changes_no_feature(
+    kind: str, tmp_path: Path, small_transactions: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """60 days through an empty store, evicting every 500 events: the state holds the horizon, features stay exact."""
+    import features.stores.memory as memory
+    import features.stores.sqlite as sqlite_store
+
+    monkeypatch.setattr(memory, "EVICT_EVERY", 500)
+    monkeypatch.setattr(sqlite_store, "EVICT_EVERY", 500)
+    spec = FeatureSpec()
+    ordered = small_transactions.sort("tx_datetime", "transaction_id")
+    expected = compute_features(ordered, spec).select(spec.feature_names).to_numpy()
+    store = MemoryFeatureStore(spec) if kind == "memory" else SQLiteFeatureStore(tmp_path / "state.sqlite", spec)
+    worst, largest = 0.0, 0
+    for i, (tid, when, cust, term, amount, label) in enumerate(ordered.select(COLUMNS).iter_rows()):
+        t_us = to_epoch_us(when)
+        worst = max(worst, float(np.abs(store.features(tid, cust, term, t_us, amount, when) - expected[i]).max()))
+        store.observe(tid, cust, term, t_us, amount, label)
+        largest = max(largest, len(store))
+    assert worst <= 1e-6
+    newest = to_epoch_us(ordered["tx_datetime"].max())
+    horizon = (spec.history_days + 1) * 86_400 * 1_000_000
+    kept = ordered.filter(pl.col("tx_datetime").dt.epoch("us") > newest - horizon).height
+    assert ordered.height > 1.4 * kept  # 60 days of events, about 38 of them kept
+    assert len(store) <= kept + 500 and largest <= kept + 1_000
+    if kind == "sqlite":
+        store.evict()
+        with sqlite3.connect(tmp_path / "state.sqlite") as db:
+            (rows,) = db.execute("SELECT count(*) FROM events").fetchone()
+        assert rows <= kept + 1  # the newest row always stays, so rowids are never reused
+        fresh = SQLiteFeatureStore(tmp_path / "state.sqlite", spec)  # a worker starting later reads only that
+        assert len(fresh) == rows
+
+
+def test_a_new_model_version_carries_what_the_previous_one_scored(
+    tmp_path: Path, small_transactions: pl.DataFrame
+) -> None:
+    """v2 starts from its lake snapshot plus what v1 scored after it; a rollback to v1 gets what v2 scored."""
+    from features.stores import open_store
+
+    spec = FeatureSpec()
+    ordered = small_transactions.sort("tx_datetime", "transaction_id")
+    lake, live = ordered.head(-300), ordered.tail(300)  # the service scored the last 300; the lake never saw them
+    snapshot = MemoryFeatureStore.from_transactions(lake, spec).to_frame()
+    rows = list(live.select(COLUMNS).iter_rows())
+    v1_path, v2_path = tmp_path / "fraud_detector-v1.sqlite", tmp_path / "fraud_detector-v2.sqlite"
+    v1 = open_store("sqlite", spec, snapshot, v1_path)
+    for tid, when, cust, term, amount, _ in rows[:200]:
+        v1.observe(tid, cust, term, to_epoch_us(when), amount)
+    v1.add_label(rows[0][0], 1)
+    v2 = open_store("sqlite", spec, snapshot, v2_path, carry_from=[v1_path])
+    assert all(v2.knows(tid) for tid, *_ in rows[:200])
+    assert v2.event(rows[0][0]) == v1.event(rows[0][0]) and len(v2) == len(v1)
+    for tid, when, cust, term, amount, _ in rows[200:]:
+        v2.observe(tid, cust, term, to_epoch_us(when), amount)
+    # The next transaction's features are the same whichever version scores it.
+    tid, when, cust, term, amount, _ = rows[-1]
+    probe = (f"{tid}-probe", cust, term, to_epoch_us(when) + 1, amount, when)
+    back = open_store("sqlite", spec, snapshot, v1_path, carry_from=[v2_path])  # a rollback to v1
+    assert all(back.knows(t) for t, *_ in rows)
+    assert np.array_equal(back.features(*probe), v2.features(*probe))
+    again = open_store("sqlite", spec, snapshot, v2_path, carry_from=[v1_path])  # idempotent restart
+    assert len(again) == len(v2)

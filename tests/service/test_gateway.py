@@ -115,3 +115,15 @@ def test_browsers_log_in_to_the_ui_and_the_cookie_opens_nothing_else(keyed_clien
     huge = client.post("/ui/login", content=b"api_key=" + b"x" * 10_000, follow_redirects=False)
     assert huge.status_code == 413
     client.cookies.clear()
+
+
+def test_the_ui_demo_mode_opens_only_the_ui(
+    keyed_client: tuple[TestClient, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, _ = keyed_client
+    monkeypatch.setenv("FRAUDOPS_UI_DEMO", "true")
+    assert client.get("/ui/").status_code == 200 and client.get("/ui/config").status_code == 200
+    assert client.post("/score", json={**VALID, "transaction_id": "gw-demo"}).status_code == 401
+    assert client.get("/model").status_code == 401
+    monkeypatch.setenv("FRAUDOPS_UI_DEMO", "false")
+    assert client.get("/ui/").status_code == 401

@@ -379,3 +379,19 @@ def test_build_ui_returns_blocks_with_the_three_tabs() -> None:
     demo = build_ui(no_scorer)
     labels = [b.label for b in demo.blocks.values() if isinstance(b, gr.Tab)]
     assert labels == list(TABS)
+
+
+def test_read_only_demo_scoring_writes_nothing(
+    client: Client, bundle: Bundle, scorers: dict[str, RecordingScorer], use_default_scorer: None
+) -> None:
+    """The demo mode's scorer (FRAUDOPS_UI_DEMO): answers, but adds nothing to the state and logs nothing."""
+    from service.recording import MONITOR_NAME
+
+    demo = RecordingScorer(Scorer(bundle), "test-salt", MONITOR_DIR, read_only=True)
+    scorers["current"] = demo
+    before = demo.scorer.state_size()
+    _, _, payload = client.predict("ui-demo-1", "2026-03-05T11:00:00Z", "demo-c", "demo-t", 30.0, api_name="/score_one")
+    assert payload["transaction_id"] == "ui-demo-1" and 0 <= payload["fraud_probability"] <= 1
+    assert demo.scorer.state_size() == before and not demo.scorer.state.knows("ui-demo-1")
+    logs = "".join(p.read_text() for p in (MONITOR_DIR / MONITOR_NAME / "data").glob("data.*.log"))
+    assert "ui-demo-1" not in logs
