@@ -441,10 +441,27 @@ def test_every_common_timestamp_spelling_parses_to_the_same_instant(
     assert out["tx_datetime"][0] == instant, text
 
 
+def _zones_polars_knows() -> list[str]:
+    """The system's IANA zones that Polars (chrono-tz) can represent: a Parquet file can only carry those.
+
+    The system database also has e.g. ``Factory``, which Polars refuses; hypothesis found it.
+    """
+    import zoneinfo
+
+    known = []
+    for zone in sorted(zoneinfo.available_timezones()):
+        try:
+            pl.Series([datetime(2020, 1, 1)], dtype=pl.Datetime("us", "UTC")).dt.convert_time_zone(zone)
+        except pl.exceptions.ComputeError:
+            continue
+        known.append(zone)
+    return known
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     instant=instants,
-    zone=st.timezone_keys(allow_prefix=False),
+    zone=st.sampled_from(_zones_polars_knows()),
     unit=st.sampled_from(["ms", "us", "ns"]),
 )
 def test_a_typed_parquet_timestamp_in_any_zone_or_unit_is_the_same_utc_instant(
