@@ -40,6 +40,14 @@ class TransactionIn(BaseModel):
     terminal_id: str = Field(min_length=1, max_length=128, description="Merchant terminal id.")
     amount: float = Field(ge=0, le=MAX_PLAUSIBLE_AMOUNT, description="Amount, >= 0.")
 
+    @field_validator("tx_datetime", mode="before")
+    @classmethod
+    def _not_a_number(cls, value: object) -> object:
+        # The contract is ISO 8601 text (or a datetime from a typed file); pydantic would read 0 as 1970.
+        if isinstance(value, int | float):
+            raise ValueError("tx_datetime must be an ISO 8601 date-time, not a number")
+        return value
+
     @field_validator("tx_datetime")
     @classmethod
     def _utc_and_not_future(cls, value: datetime) -> datetime:

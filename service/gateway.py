@@ -2,19 +2,23 @@
 
 - When ``FRAUDOPS_API_KEY`` is set, every route needs it (``X-API-Key`` header or ``Authorization:
   Bearer <key>``; compared in constant time), whatever the method, except a short allowlist
-  (:data:`PUBLIC_ROUTES`: health, metrics, the OpenAPI document and its Swagger UI at ``/``, the UI's
-  login form). A new route is
-  protected without anyone remembering to. Browsers reach the Gradio UI at ``/ui`` through a login
-  form (``/ui/login``) that sets an HttpOnly, SameSite=Strict session cookie derived from the key;
-  the cookie counts only under ``/ui`` (so a page elsewhere cannot make a browser score or label
-  with it) and stops working when the key is rotated. Websockets are closed (1008) without the key.
-  ``FRAUDOPS_UI_DEMO`` opens ``/ui`` without the key, and the UI then scores read-only.
+  (:data:`PUBLIC_ROUTES`: health, metrics, the OpenAPI document and its Swagger UI at ``/``, the
+  UI's login form). A new route is protected without anyone remembering to. Browsers reach the
+  Gradio UI at ``/ui`` through a login form (``/ui/login``) that sets an HttpOnly, SameSite=Strict
+  session cookie derived from the key; the cookie counts only under ``/ui`` (so a page elsewhere
+  cannot make a browser score or label with it) and stops working when the key is rotated.
+  Websockets are closed (1008) without the key. ``FRAUDOPS_UI_DEMO`` opens ``/ui`` without the
+  key, and the UI then scores read-only.
 - A body over ``FRAUDOPS_MAX_BODY_MB`` (default 32) gets 413 before it is read; a POST to a protected
   route without ``Content-Length`` gets 411 (the limit could not be enforced before reading).
-- A multipart/form-data body to a protected route must parse (else 400 naming the problem: BentoML
+- A multipart/form-data body must parse, on any route (else 400 naming the problem: BentoML
   would answer 500); on the upload routes the ``file`` field must be a file, and any other content type
   is refused (BentoML would fetch a text value or a JSON string as a URL).
 - ``GET /model`` answers the model card summary (BentoML APIs are POST only).
+- ``GET /docs.json`` serves BentoML's OpenAPI document completed with every status the service
+  really answers (:mod:`service.openapi`); ``/score_job/cancel`` is a 404 (BentoML's local server
+  marks the task cancelled without stopping it); a ``get``/``retry`` of an unfinished task is a 409;
+  error answers are ``{"error": ...}`` objects (BentoML sends some as one-element arrays).
 """
 
 from __future__ import annotations
@@ -52,7 +56,9 @@ PUBLIC_GET_PREFIXES = ("/static_content/",)
 LOGIN_BODY_LIMIT = 4096
 #: POST routes whose bodies the gateway checks (size known up front, multipart forms that parse).
 DATA_PREFIXES = ("/score", "/feedback", "/score_job")
-UPLOAD_ROUTES = ("/score_file", "/score_job/submit")
+UPLOAD_ROUTES = ("/score_file", "/score_job", "/score_job/submit")
+#: Task routes BentoML answers with 400 while the task runs (the gateway makes it 409).
+UNFINISHED_TASK_ROUTES = ("/score_job/get", "/score_job/retry")
 
 
 async def _json(send: Send, status: int, body: dict[str, Any], *extra: tuple[bytes, bytes]) -> None:
@@ -65,9 +71,16 @@ async def _json(send: Send, status: int, body: dict[str, Any], *extra: tuple[byt
 class Gateway:
     """The middleware; ``model_info`` returns the ``GET /model`` body (None while the model loads)."""
 
-    def __init__(self, app: ASGIApp, model_info: Callable[[], dict[str, Any] | None]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        model_info: Callable[[], dict[str, Any] | None],
+        summary_schema: dict[str, Any] | None = None,
+    ) -> None:
         self.app = app
         self.model_info = model_info
+        self.summary_schema = summary_schema or {"type": "object"}
+        self._openapi: bytes | None = None  # the completed document, built once
 
     @property
     def api_key(self) -> str | None:
@@ -99,6 +112,19 @@ class Gateway:
         if path == UI_LOGIN:
             await self._login(scope, receive, send, method, key)
             return
+        if path == "/docs.json" and method == "GET":
+            await self._openapi_document(scope, receive, send)
+            return
+        if path == "/score_job/cancel":
+            error = "cancelling a task is not supported here; wait for it to finish (/score_job/status)"
+            await _json(send, 404, {"error": error})
+            return
+        if path == "/model" and method not in ("GET", "POST"):
+            await _json(
+                send, 405, {"error": f"Method Not Allowed: {method} /model (use GET or POST)"}, (b"allow", b"GET, POST")
+            )
+            return
+        send = _documented_errors(send, path)
         if path == "/model" and method == "GET":
             info = self.model_info()
             if info is None:
@@ -121,26 +147,39 @@ class Gateway:
         elif protected and "chunked" in headers.get("transfer-encoding", ""):
             await _json(send, 411, {"error": "Content-Length required (the body size limit is enforced up front)"})
             return
-        if protected:
-            content_type = headers.get("content-type", "")
-            multipart = content_type.lower().startswith("multipart/form-data")
-            if path in UPLOAD_ROUTES and not multipart:
-                error = (
-                    "Invalid file type: upload a CSV or Parquet file as multipart/form-data field 'file' "
-                    f"(the request's content type is {content_type or 'missing'!r})"
-                )
-                await _json(send, 400, {"error": error})
+        content_type = headers.get("content-type", "")
+        multipart = method == "POST" and content_type.lower().startswith("multipart/form-data")
+        if protected and path in UPLOAD_ROUTES and not multipart:
+            error = (
+                "Invalid file type: upload a CSV or Parquet file as multipart/form-data field 'file' "
+                f"(the request's content type is {content_type or 'missing'!r})"
+            )
+            await _json(send, 400, {"error": error})
+            return
+        if multipart:  # on any route: BentoML answers 500 to a form it cannot parse
+            body = await _read_body(receive)
+            if body is None:
+                return  # the client went away
+            problem = await _form_problem(scope, body, upload=path in UPLOAD_ROUTES)
+            if problem is not None:
+                await _json(send, 400, {"error": problem})
                 return
-            if multipart:
-                body = await _read_body(receive)
-                if body is None:
-                    return  # the client went away
-                problem = await _form_problem(scope, body, upload=path in UPLOAD_ROUTES)
-                if problem is not None:
-                    await _json(send, 400, {"error": problem})
-                    return
-                receive = _replay(body, receive)
+            receive = _replay(body, receive)
         await self.app(scope, receive, send)
+
+    async def _openapi_document(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """BentoML's document, completed with what the service really answers (service/openapi.py)."""
+        if self._openapi is None:
+            status, body = await _capture(self.app, scope, receive)
+            if status != 200:
+                await _json(send, status, {"error": "the OpenAPI document could not be generated"})
+                return
+            from service.openapi import complete_openapi
+
+            self._openapi = json.dumps(complete_openapi(json.loads(body), self.summary_schema)).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(self._openapi)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": self._openapi})
 
     def _authorised(self, headers: dict[str, str], path: str, key: str) -> bool:
         given = headers.get("x-api-key")
@@ -177,6 +216,58 @@ class Gateway:
             return
         cookie = f"{UI_COOKIE}={ui_session(key)}; Path={root}{UI_PREFIX}; HttpOnly; SameSite=Strict"
         await _redirect(send, f"{root}{UI_PREFIX}/", (b"set-cookie", cookie.encode("latin-1")))
+
+
+async def _capture(app: ASGIApp, scope: Scope, receive: Receive) -> tuple[int, bytes]:
+    """Run ``app`` for this request and return its status and whole body (for small answers only)."""
+    status, chunks = 500, []
+
+    async def keep(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+
+    await app(scope, receive, keep)
+    return status, b"".join(chunks)
+
+
+def _documented_errors(send: Send, path: str) -> Send:
+    """Error answers in the documented shape.
+
+    BentoML renders an exception raised in an API as a one-element JSON array (``({"error": ...},)``
+    in its source: a stray comma); that becomes the object. It answers 400 to ``get``/``retry`` of a
+    task that has not finished; that is a 409 (try later). Only 4xx answers are held back (they are small).
+    """
+    held: list[dict[str, Any]] = []
+
+    async def fixed(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start" and 400 <= message["status"] < 500:
+            held.append(message)
+            return
+        if not held or message["type"] != "http.response.body" or message.get("more_body"):
+            if held and message["type"] == "http.response.body":  # a streamed 4xx: pass it on as it is
+                await send(held.pop())
+            await send(message)
+            return
+        start, body = held.pop(), message.get("body", b"")
+        status = start["status"]
+        if body.startswith(b"[{"):
+            try:
+                parsed = json.loads(body)
+            except ValueError:
+                parsed = None
+            if isinstance(parsed, list) and len(parsed) == 1 and isinstance(parsed[0], dict):
+                body = json.dumps(parsed[0]).encode()
+        if status == 400 and path in UNFINISHED_TASK_ROUTES and b"is not completed yet" in body:
+            status = 409
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({**start, "status": status, "headers": headers})
+        await send({**message, "body": body})
+
+    return fixed
 
 
 def is_public(method: str, path: str) -> bool:
@@ -267,7 +358,9 @@ async def _form_problem(scope: Scope, body: bytes, upload: bool) -> str | None:
         detail = getattr(exc, "detail", None) or str(exc) or type(exc).__name__
         return f"malformed multipart/form-data body: {detail}"
     try:
-        if upload and "file" in form and not isinstance(form["file"], UploadFile):
+        if upload and "file" not in form:
+            return "multipart field 'file' is missing: upload a CSV or Parquet file as field 'file'"
+        if upload and not isinstance(form["file"], UploadFile):
             return "field 'file' must be an uploaded CSV or Parquet file, not a text value"
     finally:
         await form.close()

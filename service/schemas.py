@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from data.contract import TransactionIn
 
@@ -45,7 +45,14 @@ class FeedbackItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     transaction_id: str = Field(min_length=1, max_length=128)
-    is_fraud: Literal[0, 1]
+    is_fraud: Literal[0, 1] = Field(description="1 fraud, 0 genuine (true/false are refused).")
+
+    @field_validator("is_fraud", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value: object) -> object:
+        if isinstance(value, bool):  # JSON false would otherwise pass as 0 (the schema says 0 or 1)
+            raise ValueError("is_fraud must be 0 or 1, not true/false")
+        return value
 
 
 class FeedbackResponse(BaseModel):
@@ -65,7 +72,13 @@ class BatchRequest(BaseModel):
 
     transactions: list[Any] = Field(
         description=f"Raw transactions (TransactionIn objects), 1 to {MAX_BATCH_ROWS:,}.",
-        json_schema_extra={"items": TransactionIn.model_json_schema()},
+        # Documented, not enforced here: the route answers 422 with the count (bad rows are per-row errors).
+        # Any item is accepted: one that is not a valid TransactionIn comes back in ``errors`` with the reason.
+        json_schema_extra={
+            "items": {"anyOf": [TransactionIn.model_json_schema(), {}]},
+            "minItems": 1,
+            "maxItems": MAX_BATCH_ROWS,
+        },
     )
 
 
@@ -84,3 +97,19 @@ def describe_validation_error(exc: ValidationError) -> str:
     return "; ".join(
         f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors(include_url=False)
     )
+
+
+class ModelSummary(BaseModel):
+    """What ``GET /model`` (and ``POST /model``) answers: the loaded model's card in brief."""
+
+    model_version: str
+    mlflow_run_id: str | None
+    threshold: float
+    threshold_policy: dict[str, Any] | None
+    metrics: dict[str, float]
+    baseline_metrics: dict[str, float]
+    data_window: dict[str, str]
+    label_delay_days: int
+    feature_set: str
+    features: list[str]
+    online_state_transactions: int

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import bentoml
 import gradio as gr
 import pydantic_core
-from bentoml.exceptions import BentoMLException, UnprocessableEntity
+from bentoml.exceptions import BentoMLException
 from fastapi import FastAPI
 from pydantic import Field
 from starlette.responses import Response
@@ -29,6 +29,7 @@ from service.schemas import (
     BatchResponse,
     FeedbackItem,
     FeedbackResponse,
+    ModelSummary,
     ScoreResponse,
 )
 from service.scoring import Scorer, TransactionConflict
@@ -69,11 +70,17 @@ def _json(body: bytes) -> Response:
     return Response(content=body, media_type="application/json")
 
 
-def _batch_rows(count: int, limit: int, where: str) -> None:
+def _error(status: HTTPStatus, message: str) -> Response:
+    """An error answer in the documented shape (``{"error": ...}``, service/openapi.py)."""
+    return Response(pydantic_core.to_json({"error": message}), status_code=status, media_type="application/json")
+
+
+def _batch_problem(count: int, limit: int, where: str) -> str | None:
     if count == 0:
-        raise UnprocessableEntity(f"no transactions in {where}; send 1 to {limit}")
+        return f"no transactions in {where}; send 1 to {limit}"
     if count > limit:
-        raise UnprocessableEntity(f"{count} rows in {where}; at most {limit} per request")
+        return f"{count} rows in {where}; at most {limit} per request"
+    return None
 
 
 @bentoml.service(
@@ -125,24 +132,37 @@ class FraudService:
         try:
             result = self.recording.score_one(tx)
         except TransactionConflict as exc:
-            raise BentoMLException(str(exc), error_code=HTTPStatus.CONFLICT) from None
+            return _error(HTTPStatus.CONFLICT, str(exc))
         return _json(pydantic_core.to_json(result))  # output_spec documents it
 
     @bentoml.api(route="/score_batch", input_spec=BatchRequest, output_spec=BatchResponse)
     def score_batch(self, transactions: list[Any]) -> Response:
         """Score a JSON list of transactions (at most 10,000); invalid rows come back by index with a reason."""
-        _batch_rows(len(transactions), MAX_BATCH_ROWS, "the batch")
-        return self._scored(transactions)
+        problem = _batch_problem(len(transactions), MAX_BATCH_ROWS, "the batch")
+        return _error(HTTPStatus.UNPROCESSABLE_ENTITY, problem) if problem else self._scored(transactions)
 
     @bentoml.api(route="/score_file", output_spec=BatchResponse)
     def score_file(self, file: Path) -> Response:
         """Score an uploaded CSV or Parquet file of raw transactions (multipart field ``file``)."""
-        return self._scored(*self._read(file, self.max_file_rows))
+        try:
+            return self._scored(*self._read(file, self.max_file_rows))
+        except TooManyRows as exc:
+            return _error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"{exc} (use /score_job)")
+        except UploadError as exc:
+            return _error(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc))
 
     @bentoml.task(route="/score_job", output_spec=BatchResponse)
     def score_job(self, file: Path) -> Response:
-        """Large files as a task: ``/score_job/submit`` → ``/score_job/status`` → ``/score_job/get``."""
-        return self._scored(*self._read(file, self.max_job_rows))
+        """Large files as a task: ``/score_job/submit`` → ``/score_job/status`` → ``/score_job/get``.
+
+        A file that cannot be read fails the task (status ``failed``; ``/score_job/get`` says why).
+        """
+        try:
+            return self._scored(*self._read(file, self.max_job_rows))
+        except TooManyRows as exc:
+            raise BentoMLException(str(exc), error_code=HTTPStatus.REQUEST_ENTITY_TOO_LARGE) from None
+        except UploadError as exc:
+            raise BentoMLException(str(exc), error_code=HTTPStatus.UNPROCESSABLE_ENTITY) from None
 
     @bentoml.api(route="/feedback", output_spec=FeedbackResponse)
     def feedback(
@@ -169,16 +189,11 @@ class FraudService:
         return self.scorer.summary()
 
     def _read(self, file: Path, max_rows: int) -> tuple[list[dict[str, Any]], dict[int, str]]:
-        try:
-            upload = read_upload(file, max_rows)
-        except TooManyRows as exc:
-            raise BentoMLException(f"{exc} (use /score_job)", error_code=HTTPStatus.REQUEST_ENTITY_TOO_LARGE) from None
-        except UploadError as exc:
-            raise BentoMLException(str(exc), error_code=HTTPStatus.UNPROCESSABLE_ENTITY) from None
+        upload = read_upload(file, max_rows)  # raises TooManyRows / UploadError
         return upload.records, upload.unreadable
 
     def _scored(self, records: list[dict[str, Any]], unreadable: dict[int, str] | None = None) -> Response:
         return _json(self.recording.score_batch(records, unreadable).to_json())  # output_spec documents it
 
 
-FraudService.add_asgi_middleware(Gateway, model_info=_model_info)
+FraudService.add_asgi_middleware(Gateway, model_info=_model_info, summary_schema=ModelSummary.model_json_schema())

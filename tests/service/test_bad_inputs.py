@@ -199,7 +199,7 @@ CATALOGUE = [
     # POST /score_file (multipart field `file`)
     scorefile("json-instead-of-multipart", 400, ("file", "Invalid file type"), json={"file": "batch.csv"}),
     scorefile("malformed-multipart", 400, ("multipart",), **raw(b"garbage", MULTIPART)),
-    scorefile("wrong-field-name", 400, ("file", "Field required"), files={"upload": ("b.csv", csv(), "text/csv")}),
+    scorefile("wrong-field-name", 400, ("file", "is missing"), files={"upload": ("b.csv", csv(), "text/csv")}),
     scorefile("text-instead-of-file", 400, ("file",), data={"file": "transaction_id,amount"}),
     scorefile("text-field-as-file", 400, ("file", "not a text value"), files={"file": (None, "transaction_id,amount")}),
     scorefile("truncated-multipart", 400, ("closing boundary",), **raw(b"--b0undary\r\ngarbage", MULTIPART)),

@@ -41,6 +41,7 @@ OPERATIONS = [
     ("POST", "/score_job/submit"),
     ("POST", "/feedback"),
     ("POST", "/model"),
+    ("GET", "/model"),
 ]
 EXCLUDED = {"/score_job/status", "/score_job/get", "/score_job/retry", "/score_job/cancel", "/metrics"}
 
