@@ -9,7 +9,7 @@ first horizon the store size, the file and the RSS level off; the figures compar
 the first day after the horizon.
 
 Run: uv run python bench/bench_state.py [--quick] [--transactions 2000000 --days 60]
-Writes bench/results/state.{json,md}.
+Writes bench/results/state.{json,md} and the per-day series to bench/results/state-per-day.csv.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from service.scoring import Scorer
 
 BATCH = 10_000
 START = date(2026, 1, 1)
+PER_DAY = Path(__file__).resolve().parent / "results" / "state-per-day.csv"
 
 
 def parse_args() -> argparse.Namespace:
@@ -150,9 +151,10 @@ def main() -> None:
             "rss_mb": round(float(last["rss_mb"]) - float(first["rss_mb"]), 1),
             "python_blocks": int(last["python_blocks"]) - int(first["python_blocks"]),
         },
-        "per_day": rows,
+        "per_day": "bench/results/state-per-day.csv",
     }
     note = f"simulated world, {customers:,} customers, {args.days} days, {scored:,} transactions (no ../shared data)"
+    pl.DataFrame(rows).write_csv(PER_DAY)  # one row per simulated day: the curve behind the figures
     write_results("state", figures, extra, note)
     print(f"scored {scored:,} transactions over {args.days} days; after day {horizon_days}:")
     for key in ("store_events", "file_mb", "rss_mb", "python_blocks"):
