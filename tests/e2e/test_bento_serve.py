@@ -6,6 +6,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,20 +23,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_bentoml_serve_scores_over_http(pipeline_result: dict[str, Any], tmp_path: Any) -> None:
+@contextmanager
+def served_bento(bento: str, cwd: Path, **env: str) -> Iterator[str]:
+    """`bentoml serve` of ``bento`` on a free loopback port, from ``cwd``; yields the base URL once ready."""
     port = free_port()
-    monitor_dir = tmp_path / "monitoring"
-    env = {k: v for k, v in os.environ.items() if k != "FRAUDOPS_MODEL_TAG"}
-    env["FRAUDOPS_MONITOR_DIR"] = str(monitor_dir)
-    bento = pipeline_result["package"]["bento_tag"]
+    environment = {k: v for k, v in os.environ.items() if k not in ("FRAUDOPS_MODEL_TAG", "FRAUDOPS_API_KEY")}
     cmd = [sys.executable, "-m", "bentoml", "serve", bento, "--host", "127.0.0.1", "--port", str(port)]
-    # Run from an empty dir: the Bento must not need the source tree.
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    log = cwd / "bentoml-serve.log"  # a file, not a pipe: a long load would fill a pipe and stall the server
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=environment | env, stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
         while True:
-            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else "server exited"
+            assert proc.poll() is None, log.read_text()[-4000:]
             try:
                 if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
                     break
@@ -41,6 +44,19 @@ def test_bentoml_serve_scores_over_http(pipeline_result: dict[str, Any], tmp_pat
                 pass
             assert time.monotonic() < deadline, "bentoml serve did not become ready"
             time.sleep(0.5)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_bentoml_serve_scores_over_http(pipeline_result: dict[str, Any], tmp_path: Path) -> None:
+    monitor_dir = tmp_path / "monitoring"
+    # Run from an empty dir: the Bento must not need the source tree.
+    with served_bento(pipeline_result["package"]["bento_tag"], tmp_path, FRAUDOPS_MONITOR_DIR=str(monitor_dir)) as base:
         tx = {
             "transaction_id": "http-1",
             "tx_datetime": "2026-06-01T10:00:00Z",
@@ -75,12 +91,6 @@ def test_bentoml_serve_scores_over_http(pipeline_result: dict[str, Any], tmp_pat
         assert {"timestamp", "request_id", "fraud_probability", "model_version"} <= set(mine[0])
         # GET /model answers without a body.
         assert httpx.get(f"{base}/model", timeout=10).json()["model_version"] == pipeline_result["package"]["version"]
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def test_schemathesis_finds_no_contract_failure_against_the_served_bento(
@@ -90,34 +100,12 @@ def test_schemathesis_finds_no_contract_failure_against_the_served_bento(
 
     schemathesis.toml at the repository root holds the two allowances JSON Schema cannot express, with reasons.
     """
-    from pathlib import Path
-
     root = Path(__file__).resolve().parents[2]
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("FRAUDOPS_MODEL_TAG", "FRAUDOPS_API_KEY")}
-    env["FRAUDOPS_MONITOR_DIR"] = str(tmp_path / "monitoring")
-    env["FRAUDOPS_STATE_DIR"] = str(tmp_path / "state")
-    bento = pipeline_result["package"]["bento_tag"]
-    cmd = [sys.executable, "-m", "bentoml", "serve", bento, "--host", "127.0.0.1", "--port", str(port)]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None, "bentoml serve exited"
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "bentoml serve did not become ready"
-            time.sleep(0.5)
+    env = {"FRAUDOPS_MONITOR_DIR": str(tmp_path / "monitoring"), "FRAUDOPS_STATE_DIR": str(tmp_path / "state")}
+    with served_bento(pipeline_result["package"]["bento_tag"], tmp_path, **env) as base:
         st = [str(Path(sys.executable).with_name("st")), "--config-file", str(root / "schemathesis.toml"), "run"]
         st += [f"{base}/docs.json", "--checks", "all", "--max-examples", "25", "--seed", "1", "--no-color"]
         run = subprocess.run(st, cwd=tmp_path, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
-        summary = run.stdout[run.stdout.find("SUMMARY") :]
-        assert run.returncode == 0, run.stdout[-6000:]
-        assert "Stateful" in summary and "passed" in summary, summary
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    summary = run.stdout[run.stdout.find("SUMMARY") :]
+    assert run.returncode == 0, run.stdout[-6000:]
+    assert "Stateful" in summary and "passed" in summary, summary
