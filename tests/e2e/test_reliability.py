@@ -293,8 +293,9 @@ def test_sustained_load_on_score_answers_every_request_and_memory_stays_bounded(
     sent = warmup["sent"] + measured["sent"]
     assert warmup["errors"] == 0 and measured["errors"] == 0, (warmup["error_samples"], measured["error_samples"])
     assert measured["ok"] == measured["sent"] > 0
-    # Every answered transaction is in the shared online state, exactly once (no write lost under load).
-    assert _state_ids(state_db, "soak-") == sent and _state_ids(state_db, "") == snapshot_rows + sent
+    # Every answered transaction is in the shared online state, exactly once (no write lost under load);
+    # of the snapshot, eviction keeps what is within the features' horizon of the newest event.
+    assert _state_ids(state_db, "soak-") == sent and _state_ids(state_db, "") - sent <= snapshot_rows
 
     totals = [sum(rss.values()) for _, rss in samples]
     baseline, end, peak = totals[0], totals[-1], max(totals)
@@ -525,7 +526,7 @@ def test_score_job_killed_with_its_server_leaves_no_result_and_scores_the_same_w
         server.kill()
     finally:
         server.stop()
-    assert status["status"] == "in_progress" and early.status_code == 400, (status, early.text)
+    assert status["status"] == "in_progress" and early.status_code == 409, (status, early.text)  # not finished yet
     in_state = _state_ids(state_db, "job-")  # the chunks committed before the kill
     assert 0 < observed <= in_state < JOB_ROWS, (observed, in_state)
     # BentoML's task store (a SQLite file in BENTOML_HOME) holds the task without any result.
