@@ -95,12 +95,12 @@ class Gateway:
         path = scope["path"].rstrip("/") or "/"
         method = scope.get("method", "GET")
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        key = self.api_key
-        ui_demo = LiveSettings.ui_demo() and (path == UI_PREFIX or path.startswith(UI_PREFIX + "/"))
-        if key is not None and not ui_demo and not is_public(method, path) and not self._authorised(headers, path, key):
+        key, ui = self.api_key, is_ui_path(path)
+        open_ui = ui and LiveSettings.ui_demo()  # the read-only demo UI answers without the key
+        if key is not None and not open_ui and not is_public(method, path) and not self._authorised(headers, ui, key):
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
-            elif path == UI_PREFIX or path.startswith(UI_PREFIX + "/"):
+            elif ui:
                 await _html(send, 401, login_page(scope))
             else:
                 error = {"error": "missing or invalid API key (X-API-Key header)"}
@@ -124,7 +124,7 @@ class Gateway:
                 send, 405, {"error": f"Method Not Allowed: {method} /model (use GET or POST)"}, (b"allow", b"GET, POST")
             )
             return
-        send = _documented_errors(send, path)
+        send = _documented_errors(send, path)  # BentoML's own error rendering (e.g. a 415) on any route
         if path == "/model" and method == "GET":
             info = self.model_info()
             if info is None:
@@ -181,13 +181,13 @@ class Gateway:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": self._openapi})
 
-    def _authorised(self, headers: dict[str, str], path: str, key: str) -> bool:
+    def _authorised(self, headers: dict[str, str], ui: bool, key: str) -> bool:
         given = headers.get("x-api-key")
         if given is None and headers.get("authorization", "").lower().startswith("bearer "):
             given = headers["authorization"][7:].strip()
         if given is not None:
             return hmac.compare_digest(given.encode(), key.encode())
-        if path == UI_PREFIX or path.startswith(UI_PREFIX + "/"):
+        if ui:
             cookie = _cookies(headers.get("cookie", "")).get(UI_COOKIE)
             return cookie is not None and hmac.compare_digest(cookie.encode(), ui_session(key).encode())
         return False
@@ -268,6 +268,11 @@ def _documented_errors(send: Send, path: str) -> Send:
         await send({**message, "body": body})
 
     return fixed
+
+
+def is_ui_path(path: str) -> bool:
+    """Whether ``path`` (without its trailing slash) belongs to the Gradio UI mounted at ``/ui``."""
+    return path == UI_PREFIX or path.startswith(UI_PREFIX + "/")
 
 
 def is_public(method: str, path: str) -> bool:

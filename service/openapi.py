@@ -15,6 +15,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from service.gateway import is_public
+
 ERROR = "Error"
 ERROR_REF = {"$ref": f"#/components/schemas/{ERROR}"}
 ERROR_SCHEMA: dict[str, Any] = {
@@ -39,7 +41,6 @@ SECURITY_SCHEMES = {
 }
 #: Either credential when FRAUDOPS_API_KEY is set; none when it is not (the empty requirement).
 SECURITY = [{"ApiKeyHeader": []}, {"Bearer": []}, {}]
-PUBLIC_PATHS = {"/livez", "/readyz", "/healthz", "/metrics"}
 
 TASK_STATUSES = ["pending", "in_progress", "completed", "failed", "canceled"]
 
@@ -134,7 +135,7 @@ def complete_openapi(generated: dict[str, Any], summary_schema: dict[str, Any]) 
                     responses[status] = _error(response.get("description", "Error"))
             for status, description in EXTRA_RESPONSES.get((method, path), {}).items():
                 responses[status] = _error(description)
-            if path not in PUBLIC_PATHS:
+            if not is_public(method.upper(), path):  # the gateway's allowlist decides
                 responses["401"] = _error("FRAUDOPS_API_KEY is set and the request has no valid key.")
                 operation["security"] = SECURITY
             operation["responses"] = dict(sorted(responses.items(), key=lambda item: str(item[0])))

@@ -112,8 +112,9 @@ class FraudService:
             carry_from=settings.other_state_paths(name, bundle.version),  # a model switch keeps what was scored
         )
         self.scorer = Scorer(bundle, store=store)
-        self.recording = RecordingScorer(self.scorer, settings.hash_salt(), settings.monitor_path)
-        self.demo_recording = RecordingScorer(self.scorer, settings.hash_salt(), settings.monitor_path, read_only=True)
+        salt = settings.hash_salt()
+        self.recording = RecordingScorer(self.scorer, salt, settings.monitor_path)
+        self.demo_recording = RecordingScorer(self.scorer, salt, settings.monitor_path, read_only=True)
         self.feedback_log = FeedbackLog(settings.feedback_path)
         self.max_file_rows, self.max_job_rows = settings.max_file_rows, settings.max_job_rows
         # The loaded model, state and libraries are long-lived: keep them out of every later GC pass

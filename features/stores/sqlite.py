@@ -20,8 +20,10 @@ import hashlib
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from features.definitions import FeatureSpec
@@ -130,6 +132,12 @@ class SQLiteFeatureStore(FeatureStore):
     def previous_time(self, customer_id: str, t_us: int, strictly_before: bool) -> int | None:
         """Latest customer event time before ``t_us``."""
         return self._mirror.previous_time(customer_id, t_us, strictly_before)
+
+    def features(
+        self, transaction_id: str, customer_id: str, terminal_id: str, t_us: int, amount: float, when: datetime
+    ) -> np.ndarray:
+        """The mirror answers every window query (one call, not one delegation per query: the hot path)."""
+        return self._mirror.features(transaction_id, customer_id, terminal_id, t_us, amount, when)
 
     def record(self, event: Event) -> bool:
         """Add a transaction; False if this worker already knew it (or, unbatched, any worker added it)."""
