@@ -1,4 +1,4 @@
-"""A bare Starlette app: the web-stack ceiling for ``/score`` in bench/bench_service.py.
+"""A bare Starlette app: the web-stack ceiling for ``/score`` in bench/bench_latency.py.
 
 One ``POST /predict`` route that validates the same request body as ``/score`` (``TransactionIn``), runs the
 raw booster's ``inplace_predict`` on one prepared feature row in the event loop, and answers a small JSON

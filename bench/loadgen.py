@@ -1,4 +1,4 @@
-"""HTTP load generator for bench/bench_service.py, run in its own process so it never shares a GIL with the caller.
+"""HTTP load generator for bench/bench_latency.py, run in its own process so it never shares a GIL with the caller.
 
 The parent calls :func:`run_load` with a spec; that starts ``python bench/loadgen.py --spec S --out O`` (bounded
 by a wall-clock timeout) and returns the child's JSON. The child loads one or more targets (servers, or routes
@@ -11,8 +11,7 @@ transaction id), and stops at its request count or its time limit, whichever com
 Two clients: ``aiohttp`` (default) and ``httpx`` (one ``AsyncClient``, its pool sized to the concurrency).
 In a check against the bare Starlette ceiling on a busy 2-core machine, httpx's pool was the bottleneck from
 about 8 connections on (at concurrency 32 about a sixth of aiohttp's requests per second, p50 ~5x higher), so
-it would report the client's limits as the server's; bench/bench_service.py loads with aiohttp and reports an
-httpx run beside it (``loadgen_httpx_*``).
+it would report the client's limits as the server's; the benchmarks load with aiohttp.
 
 Spec (JSON):
 - ``targets``: list of ``{name, url, kind, bodies, client, field}``: POST to ``url`` with ``client``
@@ -27,9 +26,9 @@ Spec (JSON):
 
 Result: ``{"targets": {name: {"warmup": phase, "repeats": [phase, ...], "client": ...}}}``; a phase has
 ``requests`` (sent), ``ok`` (2xx), ``errors`` (everything else, transport errors included, by kind in
-``error_kinds``), ``seconds`` (wall), ``rps`` (2xx answers per second), latency ``p50_ms``, ``p99_ms``,
-``mean_ms`` and ``max_ms`` of the 2xx answers (body read included), ``stopped_by`` (``count`` or ``time``)
-and a sample error.
+``error_kinds``), ``seconds`` (wall), ``rps`` (2xx answers per second), latency ``p50_ms``, ``p90_ms``,
+``p99_ms``, ``p999_ms``, ``mean_ms`` and ``max_ms`` of the 2xx answers (body read included), ``stopped_by``
+(``count`` or ``time``) and a sample error.
 """
 
 from __future__ import annotations
@@ -190,7 +189,9 @@ async def _phase(
         "seconds": seconds,
         "rps": len(latencies) / seconds if seconds > 0 else 0.0,
         "p50_ms": float(np.percentile(ms, 50)) if ms.size else None,
+        "p90_ms": float(np.percentile(ms, 90)) if ms.size else None,
         "p99_ms": float(np.percentile(ms, 99)) if ms.size else None,
+        "p999_ms": float(np.percentile(ms, 99.9)) if ms.size else None,
         "mean_ms": float(ms.mean()) if ms.size else None,
         "max_ms": float(ms.max()) if ms.size else None,
         "field_sum": field_sum if count_field else None,

@@ -1,4 +1,4 @@
-"""A minimal BentoML 1.4 service: the framework ceiling for ``/score`` in bench/bench_service.py.
+"""A minimal BentoML 1.4 service: the framework ceiling for ``/score`` in bench/bench_latency.py.
 
 It parses and validates the same request body as ``/score`` (``TransactionIn``), then runs the raw
 booster's ``inplace_predict`` on one prepared feature row (no online features, no contributions, no

@@ -14,7 +14,7 @@ from datetime import date
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Telemetry/analytics switches of the stack (this project never phones home).
@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     # --- the service ------------------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="Service bind address.")
     port: int = Field(3000, ge=1, le=65535, description="Service port.")
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Service worker processes (`fraudops serve/up --workers`); >1 needs the sqlite store.",
+    )
     model_tag: str = Field(
         "fraud_detector:latest",
         description="BentoML model the service loads (set by `fraudops build`; inside a Bento, the one it packages).",
@@ -177,6 +183,25 @@ class Settings(BaseSettings):
         for key, value in overrides.items():
             env[key if key.isupper() else f"{ENV_PREFIX}{key.upper()}"] = value
         return env
+
+    def serve_overrides(self, workers: int | None = None) -> dict[str, str]:
+        """Environment overrides for ``bentoml serve`` with ``workers`` processes (default: the setting).
+
+        Raises ValueError for several workers with the in-process store (see :meth:`_one_state`).
+        """
+        checked = self.model_copy(update={"workers": workers or self.workers})
+        checked._one_state()
+        return {f"{ENV_PREFIX}WORKERS": str(checked.workers)}
+
+    @model_validator(mode="after")
+    def _one_state(self) -> Settings:
+        """Several workers share the online state only through the SQLite store."""
+        if self.workers > 1 and self.online_store == "memory":
+            raise ValueError(
+                f"{self.workers} workers need FRAUDOPS_ONLINE_STORE=sqlite: with the memory store each worker "
+                "would keep its own state and score against a part of the traffic"
+            )
+        return self
 
 
 class LiveSettings:

@@ -35,6 +35,15 @@ Start = Annotated[str, typer.Option(help="First simulated day (YYYY-MM-DD).")]
 Seed = Annotated[int, typer.Option(help="Random seed (same seed, same data and model).")]
 Host = Annotated[str | None, typer.Option(help="Bind address (default FRAUDOPS_HOST, 127.0.0.1).")]
 Port = Annotated[int | None, typer.Option(min=1, max=65535, help="Port (default FRAUDOPS_PORT, 3000).")]
+Workers = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        max=64,
+        help="Worker processes (default FRAUDOPS_WORKERS, 1); they share the SQLite online store. "
+        "On N cores, N workers serve about N times the requests.",
+    ),
+]
 
 
 _settings = current_settings
@@ -419,12 +428,22 @@ def build() -> None:
     console.print(f"bento {out['bento_tag']} (model {out['model_tag']})")
 
 
-def _serve(bento: str, host: str, port: int) -> None:
-    """Run `bentoml serve`, wait for /readyz, print the URLs, stop it on Ctrl-C."""
+def _worker_overrides(settings: Settings, workers: int | None) -> dict[str, str]:
+    """The serve environment's overrides for ``workers``; a usage error if the online store cannot share state."""
+    try:
+        return settings.serve_overrides(workers)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--workers") from None
+
+
+def _serve(bento: str, host: str, port: int, workers: int | None = None) -> None:
+    """Run `bentoml serve` with ``workers`` processes, wait for /readyz, print the URLs, stop it on Ctrl-C."""
     import httpx
 
+    settings = Settings()
+    env = settings.child_environment(**_worker_overrides(settings, workers))
     cmd = [sys.executable, "-m", "bentoml", "serve", bento, "--host", host, "--port", str(port)]
-    proc = subprocess.Popen(cmd, cwd=Settings().home_dir)
+    proc = subprocess.Popen(cmd, cwd=settings.home_dir, env=env)
     base = f"http://{host}:{port}"
     try:
         deadline = time.monotonic() + 180
@@ -440,7 +459,11 @@ def _serve(bento: str, host: str, port: int) -> None:
         else:
             console.print(f"[red]service did not become ready at {base}[/red]")
             raise typer.Exit(1)
-        console.print(f"[green]serving[/green] {bento}: API {base}/score  UI {base}/ui/  docs {base}/")
+        count = workers or settings.workers
+        console.print(
+            f"[green]serving[/green] {bento} ({count} worker{'s' if count > 1 else ''}): "
+            f"API {base}/score  UI {base}/ui/  docs {base}/"
+        )
         console.print(
             f"try: curl -s -X POST {base}/score -H 'content-type: application/json' -d "
             '\'{"transaction_id":"t1","tx_datetime":"2026-07-29T12:00:00Z","customer_id":"7",'
@@ -464,6 +487,7 @@ def up(
     prefect_port: Annotated[int, typer.Option(help="Prefect server and UI port.")] = 4200,
     mlflow_port: Annotated[int, typer.Option(help="MLflow UI port.")] = 5000,
     port: Port = None,
+    workers: Workers = None,
     deploy: Annotated[bool, typer.Option(help="Run `prefect deploy --all` against the local server.")] = True,
 ) -> None:
     """Start the local stack on 127.0.0.1: Prefect server + UI, a worker, the MLflow UI, the Bento service.
@@ -472,6 +496,7 @@ def up(
     service starts when a Bento exists (`fraudops demo` or `fraudops build` first).
     """
     settings = _settings()
+    _worker_overrides(settings, workers)  # a usage error before anything starts
     from flows.stack import Stack
 
     def stop_on_term(*_: object) -> None:
@@ -499,7 +524,7 @@ def up(
                 table.add_row("service", "no Bento yet: run `fraudops demo --no-serve` or `fraudops build`")
             else:
                 with console.status(f"starting {bento}..."):
-                    service = stack.bento(bento, port or settings.port)
+                    service = stack.bento(bento, port or settings.port, workers)
                 table.add_row("service", f"{service.url}/score   UI {service.url}/ui/   docs {service.url}/")
         except RuntimeError as exc:
             console.print(f"[red]{exc}[/red]")
@@ -552,10 +577,13 @@ def serve(
     bento: Annotated[str | None, typer.Option(help="Bento tag (default: the newest fraud_service).")] = None,
     host: Host = None,
     port: Port = None,
+    workers: Workers = None,
 ) -> None:
     """Serve a built Bento with `bentoml serve` (API and the Gradio UI at /ui)."""
     settings = _settings()
-    _serve(_known_bento(bento) if bento else _latest_bento(), host or settings.host, port or settings.port)
+    _worker_overrides(settings, workers)  # before looking for a Bento: a bad --workers is a usage error
+    tag = _known_bento(bento) if bento else _latest_bento()
+    _serve(tag, host or settings.host, port or settings.port, workers)
 
 
 @app.command()

@@ -59,13 +59,23 @@ class Stack:
         """Where the children's logs go."""
         return self.settings.home_dir / "logs"
 
-    def start(self, name: str, cmd: list[str], url: str, health: str, timeout: float = 180) -> Service:
-        """Start ``cmd``; return once ``health`` answers 200 (raise, with the log's tail, if it exits or times out)."""
+    def start(
+        self, name: str, cmd: list[str], url: str, health: str, timeout: float = 180, env: dict[str, str] | None = None
+    ) -> Service:
+        """Start ``cmd``; return once ``health`` answers 200 (raise, with the log's tail, if it exits or times out).
+
+        ``env``: variables set for this child on top of the stack's environment.
+        """
         self.logs.mkdir(parents=True, exist_ok=True)
         log = self.logs / f"{name}.log"
         with log.open("ab") as out:
             proc = subprocess.Popen(
-                cmd, stdout=out, stderr=subprocess.STDOUT, env=self.env, cwd=Path.cwd(), start_new_session=True
+                cmd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**self.env, **(env or {})},
+                cwd=Path.cwd(),
+                start_new_session=True,
             )
         service = Service(name, proc, url, log)
         self.services.append(service)
@@ -131,11 +141,11 @@ class Stack:
         self.env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
         return self.start("mlflow-ui", cmd, url, f"{url}/health")
 
-    def bento(self, bento: str, port: int) -> Service:
-        """``bentoml serve`` of a built Bento; healthy when ``/readyz`` answers (model and state loaded)."""
+    def bento(self, bento: str, port: int, workers: int | None = None) -> Service:
+        """``bentoml serve`` of a built Bento with ``workers`` processes; healthy when ``/readyz`` answers."""
         url = f"http://{HOST}:{port}"
         cmd = [sys.executable, "-m", "bentoml", "serve", bento, "--host", HOST, "--port", str(port)]
-        return self.start("bento-service", cmd, url, f"{url}/readyz")
+        return self.start("bento-service", cmd, url, f"{url}/readyz", env=self.settings.serve_overrides(workers))
 
     def stop(self) -> None:
         """Stop every child, newest first: SIGINT to its process group, SIGKILL after 20 s."""

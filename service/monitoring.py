@@ -11,13 +11,20 @@ from __future__ import annotations
 
 import collections
 import datetime
+import io
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pydantic_core
 from bentoml._internal.context import server_context, trace_context
+from bentoml._internal.monitoring.base import MON_DATAS_VAR
 from bentoml._internal.monitoring.default import DefaultMonitor
+
+#: From this many rows a block is encoded column-wise by Polars (JSON lines with the same keys and values).
+COLUMNAR_ROWS = 64
 
 
 class JsonLinesMonitor(DefaultMonitor):
@@ -28,18 +35,37 @@ class JsonLinesMonitor(DefaultMonitor):
         self._file: Any = None
         self._write_lock = threading.Lock()
 
+    def log_batch(self, data_batch: Iterable[Any], name: str, role: str, data_type: str) -> None:
+        """Log a column in one go (BentoML's ``log_batch`` calls ``log`` once per value)."""
+        values = list(data_batch)
+        if not values:
+            return
+        self.log(values[0], name, role, data_type)  # registers the column (and its warnings) once
+        datas = MON_DATAS_VAR.get()
+        assert datas is not None
+        datas[name if name not in self.PRESERVED_COLUMNS else name + "_"].extend(values[1:])
+
     def export_data(self, datas: dict[str, collections.deque[Any]]) -> None:
-        """Append one JSON line per logged row."""
+        """Append one JSON line per logged row (the same records as one ``to_json`` per row; many rows column-wise)."""
         columns = list(datas)
         extra = {
             self.COLUMN_TIME: datetime.datetime.now().isoformat(),
             self.COLUMN_RID: str(trace_context.request_id),
             self.COLUMN_TID: str(trace_context.trace_id),
         }
-        lines = b"".join(
-            pydantic_core.to_json({**dict(zip(columns, values, strict=True)), **extra}) + b"\n"
-            for values in zip(*datas.values(), strict=True)
-        )
+        rows = len(next(iter(datas.values()), ()))
+        if rows >= COLUMNAR_ROWS:
+            frame = pl.DataFrame({name: list(values) for name, values in datas.items()}, strict=False)
+            body = io.BytesIO()
+            frame.with_columns(pl.lit(value, dtype=pl.String).alias(key) for key, value in extra.items()).write_ndjson(
+                body
+            )
+            lines = body.getvalue()
+        else:
+            lines = b"".join(
+                pydantic_core.to_json({**dict(zip(columns, values, strict=True)), **extra}) + b"\n"
+                for values in zip(*datas.values(), strict=True)
+            )
         with self._write_lock:
             if self._file is None:
                 path = Path(self.log_path) / self.name / "data" / f"data.{server_context.worker_index or 0}.log"

@@ -16,6 +16,7 @@ import copy
 from typing import Any
 
 from service.gateway import is_public
+from service.scoring import PARQUET_ERRORS_KEY, PARQUET_MEDIA_TYPE
 
 ERROR = "Error"
 ERROR_REF = {"$ref": f"#/components/schemas/{ERROR}"}
@@ -114,6 +115,16 @@ def complete_openapi(generated: dict[str, Any], summary_schema: dict[str, Any]) 
             "503": _error("The model is still loading."),
         },
     }
+    # /score_file and /score_job answer Parquet when the request's Accept asks for it (service.scoring.ScoredBatch).
+    for path, method in (("/score_file", "post"), ("/score_job/get", "get")):
+        ok = paths.get(path, {}).get(method, {}).get("responses", {}).get("200")
+        if ok is not None:
+            ok.setdefault("content", {})[PARQUET_MEDIA_TYPE] = {"schema": {"type": "string", "format": "binary"}}
+            ok["description"] = (
+                f"{ok.get('description', 'Successful Response')}. With Accept: {PARQUET_MEDIA_TYPE}, a Parquet file "
+                f"of the results (reasons a list of structs); the rejected rows are in its key-value metadata "
+                f"{PARQUET_ERRORS_KEY!r} (JSON) and the counts in the X-Rows-Received/-Scored/-Rejected headers."
+            )
     # BentoML's local server marks a task cancelled without stopping it; the gateway answers 404 there.
     paths.pop("/score_job/cancel", None)
     for route in ("/score_job/submit", "/score_job/retry"):  # answered with the task id and status only

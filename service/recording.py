@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import bentoml
+import numpy as np
+import polars as pl
 from prometheus_client import Counter, Histogram
 
 from data.contract import TransactionIn
@@ -40,27 +42,84 @@ def record_predictions(results: list[dict[str, Any]], txs: list[TransactionIn], 
     """
     if not results:
         return
-    probabilities = [r["fraud_probability"] for r in results]
-    decisions = [r["decision"] for r in results]
-    version = results[0]["model_version"]  # one scorer, one model version per call
-    alerts = decisions.count("alert")
+    _record(
+        [r["transaction_id"] for r in results],
+        [tx.tx_datetime.isoformat() for tx in txs],
+        [hash_id(tx.customer_id, salt) for tx in txs],
+        [tx.amount for tx in txs],
+        np.array([r["fraud_probability"] for r in results], dtype=np.float64),
+        [r["decision"] for r in results],
+        results[0]["model_version"],  # one scorer, one model version per call
+        monitor_dir,
+    )
+
+
+def record_batch(batch: ScoredBatch, salt: str, monitor_dir: Path) -> None:
+    """:func:`record_predictions` for a scored batch, column by column (no Python object per row but the values)."""
+    frame = batch.frame
+    if frame.height == 0:
+        return
+    txs = batch.columns
+    customers = pl.Series(txs.customer_id, dtype=pl.String)
+    distinct = customers.unique()
+    hashes = pl.Series([hash_id(c, salt) for c in distinct.to_list()], dtype=pl.String)
+    _record(
+        frame["transaction_id"].to_list(),
+        txs.iso_times().to_list(),
+        customers.replace_strict(distinct, hashes).to_list(),
+        txs.amount.tolist(),
+        frame["fraud_probability"].to_numpy(),
+        frame["decision"].to_list(),
+        frame["model_version"][0],
+        monitor_dir,
+    )
+
+
+def _record(
+    ids: list[str],
+    times: list[str],
+    customer_hashes: list[str],
+    amounts: list[float],
+    probabilities: np.ndarray,
+    decisions: list[str],
+    version: str,
+    monitor_dir: Path,
+) -> None:
+    """Count the answers (decisions, score histogram) and log them, one ``log_batch`` per column."""
+    alerts = int(np.count_nonzero(np.asarray(decisions, dtype=object) == "alert"))
     if alerts:
         DECISIONS.labels("alert", version).inc(alerts)
     if alerts < len(decisions):
         DECISIONS.labels("approve", version).inc(len(decisions) - alerts)
-    histogram = SCORES.labels(version)
-    for p in probabilities:
-        histogram.observe(p)
+    _observe_all(SCORES.labels(version), probabilities)
     # One call per column (not 7 per row); "feature"/"prediction" are the roles BentoML knows (another
     # role writes a warning per call).
     with bentoml.monitor(MONITOR_NAME, MONITOR_CLASS, {"log_path": str(monitor_dir)}) as mon:
-        mon.log_batch([r["transaction_id"] for r in results], "transaction_id", "feature", "categorical")
-        mon.log_batch([tx.tx_datetime.isoformat() for tx in txs], "tx_datetime", "feature", "categorical")
-        mon.log_batch([hash_id(tx.customer_id, salt) for tx in txs], "customer_hash", "feature", "categorical")
-        mon.log_batch([tx.amount for tx in txs], "amount", "feature", "numerical")
-        mon.log_batch(probabilities, "fraud_probability", "prediction", "numerical")
+        mon.log_batch(ids, "transaction_id", "feature", "categorical")
+        mon.log_batch(times, "tx_datetime", "feature", "categorical")
+        mon.log_batch(customer_hashes, "customer_hash", "feature", "categorical")
+        mon.log_batch(amounts, "amount", "feature", "numerical")
+        mon.log_batch(probabilities.tolist(), "fraud_probability", "prediction", "numerical")
         mon.log_batch(decisions, "decision", "prediction", "categorical")
-        mon.log_batch([version] * len(results), "model_version", "feature", "categorical")
+        mon.log_batch([version] * len(ids), "model_version", "feature", "categorical")
+
+
+def _observe_all(histogram: Any, values: np.ndarray) -> None:
+    """``histogram.observe(v)`` for every value, as one increment per bucket and one of the sum.
+
+    prometheus_client has no batch observe; this does what its ``observe`` does (each value counts in the
+    first bucket whose bound is >= it) through the same value objects, so /metrics reads the same.
+    """
+    if len(values) < 8:
+        for value in values.tolist():
+            histogram.observe(value)
+        return
+    bounds = np.asarray(histogram._upper_bounds, dtype=np.float64)
+    counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
+    histogram._sum.inc(float(values.sum()))
+    for bucket, count in zip(histogram._buckets, counts[: len(bounds)].tolist(), strict=True):
+        if count:
+            bucket.inc(count)
 
 
 class RecordingScorer:
@@ -91,5 +150,12 @@ class RecordingScorer:
         """Score and record a batch; invalid rows come back by index with a reason."""
         batch = self.scorer.score_batch(records, unreadable, observe=not self.read_only)
         if not self.read_only:
-            record_predictions(batch.results, batch.transactions, self.salt, self.monitor_dir)
+            record_batch(batch, self.salt, self.monitor_dir)
+        return batch
+
+    def score_frame(self, frame: pl.DataFrame, unreadable: dict[int, str] | None = None) -> ScoredBatch:
+        """Score and record an upload's columns (``service.uploads.Upload.frame``); bad rows come back by index."""
+        batch = self.scorer.score_frame(frame, unreadable, observe=not self.read_only)
+        if not self.read_only:
+            record_batch(batch, self.salt, self.monitor_dir)
         return batch

@@ -2,52 +2,178 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise, repeat
 from typing import Any
 
 import numpy as np
+import polars as pl
 import pydantic_core
 import xgboost as xgb
 from pydantic import TypeAdapter, ValidationError
 
-from data.contract import TransactionIn
-from features.definitions import to_epoch_us
+from data.contract import MAX_CLOCK_SKEW, MAX_PLAUSIBLE_AMOUNT, TransactionIn
+from features.definitions import US_PER_DAY, US_PER_HOUR, run_features, to_epoch_us
 from features.stores import open_store
 from features.stores.base import FeatureStore
 from model.bundle import Bundle
 from model.card import ModelCard
 from service.schemas import BatchResponse, FeedbackItem, ScoreResponse, describe_validation_error
 
-#: Rows a batch scores (or labels /feedback applies) per hold of the state lock and per write to a shared
-#: store: ~15 ms, the longest a single /score (on the event loop) waits for a running batch.
+#: Rows a batch scores one at a time (or labels /feedback applies) per hold of the state lock and per write to
+#: a shared store: ~15 ms, the longest a single /score (on the event loop) waits for a running batch.
 STATE_CHUNK_ROWS = 500
+#: Whether batches compute runs of new transactions at once (``run_features``; bit for bit the same values).
+#: Off by default: with today's per-key stores each run reads the whole look-back history out of Python lists
+#: and records into them (~0.35 s per chunk for a 356k-event state, bench/results/batch.md), so a chunk holds
+#: the state lock far longer than the 15 ms a single /score may wait. Worth it with a columnar store.
+VECTORISED_FEATURES = False
+#: Rows of the vectorised batch path per hold of the state lock (each chunk reads the history its rows'
+#: windows reach once).
+BATCH_CHUNK_ROWS = 20_000
+#: Shorter runs of new transactions are scored one at a time (the same values; less fixed cost).
+MIN_RUN_ROWS = 16
+#: Booster threads for a batch's single prediction call (measured in bench/bench_batch.py).
+BATCH_THREADS = 2
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Transactions:
+    """Valid transactions as columns, in arrival order (what the batch path scores and logs)."""
+
+    transaction_id: list[str]
+    customer_id: list[str]
+    terminal_id: list[str]
+    t_us: np.ndarray  # int64 UTC epoch microseconds
+    amount: np.ndarray  # float64
+
+    @classmethod
+    def of(cls, txs: list[TransactionIn]) -> Transactions:
+        """Columns of validated transactions."""
+        return cls(
+            [tx.transaction_id for tx in txs],
+            [tx.customer_id for tx in txs],
+            [tx.terminal_id for tx in txs],
+            np.fromiter((to_epoch_us(tx.tx_datetime) for tx in txs), dtype=np.int64, count=len(txs)),
+            np.fromiter((tx.amount for tx in txs), dtype=np.float64, count=len(txs)),
+        )
+
+    def __len__(self) -> int:
+        return len(self.transaction_id)
+
+    def take(self, keep: np.ndarray) -> Transactions:
+        """The rows at positions ``keep`` (increasing)."""
+        picks = keep.tolist()
+        return Transactions(
+            [self.transaction_id[i] for i in picks],
+            [self.customer_id[i] for i in picks],
+            [self.terminal_id[i] for i in picks],
+            self.t_us[keep],
+            self.amount[keep],
+        )
+
+    def when(self, i: int) -> datetime:
+        """Row ``i``'s event time as an aware UTC datetime."""
+        return _EPOCH + timedelta(microseconds=int(self.t_us[i]))
+
+    def iso_times(self) -> pl.Series:
+        """Event times as ``datetime.isoformat()`` writes them (``+00:00``; microseconds only when not zero)."""
+        when = pl.Series(self.t_us, dtype=pl.Int64).cast(pl.Datetime("us", "UTC"))
+        frame = pl.DataFrame({"when": when})
+        return frame.select(
+            pl.when(pl.col("when").dt.microsecond() == 0)
+            .then(pl.col("when").dt.strftime("%Y-%m-%dT%H:%M:%S+00:00"))
+            .otherwise(pl.col("when").dt.strftime("%Y-%m-%dT%H:%M:%S%.6f+00:00"))
+        ).to_series()
+
+    def to_models(self) -> list[TransactionIn]:
+        """As :class:`TransactionIn` objects (for callers that want them; not on the hot path)."""
+        return [
+            TransactionIn.model_construct(
+                transaction_id=tid, tx_datetime=self.when(i), customer_id=c, terminal_id=k, amount=float(a)
+            )
+            for i, (tid, c, k, a) in enumerate(
+                zip(self.transaction_id, self.customer_id, self.terminal_id, self.amount.tolist(), strict=True)
+            )
+        ]
+
+
+#: The media type of a Parquet answer (``Accept`` on /score_file and /score_job).
+PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
+#: The Parquet answer's key-value metadata entry that holds the rejected rows (JSON list of RowError).
+PARQUET_ERRORS_KEY = "fraudops.errors"
+
+RESULT_SCHEMA = {
+    "transaction_id": pl.String(),
+    "fraud_probability": pl.Float64(),
+    "decision": pl.String(),
+    "threshold": pl.Float64(),
+    "model_version": pl.String(),
+    "reasons": pl.List(pl.Struct({"feature": pl.String(), "value": pl.Float64(), "contribution": pl.Float64()})),
+}
 
 
 @dataclass(frozen=True)
 class ScoredBatch:
-    """A scored batch as plain data in :class:`BatchResponse`'s shape: cheap to build and to encode.
+    """A scored batch in :class:`BatchResponse`'s shape, as columns: cheap to build and to encode.
 
-    ``transactions`` are the validated inputs, aligned with ``results``.
+    ``frame`` holds one row per result (``RESULT_SCHEMA``), ``columns`` the validated inputs aligned with it.
     """
 
     received: int
-    results: list[dict[str, Any]]
+    frame: pl.DataFrame
     errors: list[dict[str, Any]]
-    transactions: list[TransactionIn]
+    columns: Transactions
+
+    @property
+    def results(self) -> list[dict[str, Any]]:
+        """The results as plain dicts (:class:`ScoreResponse`'s shape)."""
+        return self.frame.to_dicts()
+
+    @property
+    def transactions(self) -> list[TransactionIn]:
+        """The scored transactions as objects, aligned with :attr:`results`."""
+        return self.columns.to_models()
 
     def payload(self) -> dict[str, Any]:
         """The :class:`BatchResponse` fields; ``received == scored + rejected``."""
         return {
             "received": self.received,
-            "scored": len(self.results),
+            "scored": self.frame.height,
             "rejected": len(self.errors),
             "results": self.results,
             "errors": self.errors,
         }
 
     def to_json(self) -> bytes:
-        """The response body."""
-        return pydantic_core.to_json(self.payload())
+        """The response body, encoded column-wise (Polars writes the results; floats round-trip exactly)."""
+        head = pydantic_core.to_json(
+            {"received": self.received, "scored": self.frame.height, "rejected": len(self.errors)}
+        )
+        body = io.BytesIO()
+        self.frame.write_json(body)
+        return b"".join(
+            (head[:-1], b',"results":', body.getvalue(), b',"errors":', pydantic_core.to_json(self.errors), b"}")
+        )
+
+    def to_parquet(self) -> bytes:
+        """The results as a Parquet file (``RESULT_SCHEMA``; reasons a list of structs).
+
+        The rejected rows are in the file's key-value metadata :data:`PARQUET_ERRORS_KEY` (JSON, as in
+        :class:`BatchResponse`), with ``received``/``scored``/``rejected`` beside them.
+        """
+        body = io.BytesIO()
+        metadata = {
+            PARQUET_ERRORS_KEY: pydantic_core.to_json(self.errors).decode(),
+            "fraudops.received": str(self.received),
+            "fraudops.scored": str(self.frame.height),
+            "fraudops.rejected": str(len(self.errors)),
+        }
+        self.frame.write_parquet(body, metadata=metadata)
+        return body.getvalue()
 
     def to_model(self) -> BatchResponse:
         """A checked :class:`BatchResponse` (for callers inside the process, e.g. the UI)."""
@@ -67,6 +193,45 @@ def _row_error(index: int, transaction_id: object, reason: str) -> dict[str, Any
 
 
 _TX = TypeAdapter(TransactionIn)
+_TXS = TypeAdapter(list[TransactionIn])
+
+
+ID_COLUMNS = ("transaction_id", "customer_id", "terminal_id")
+#: ASCII without spaces or control characters, 1 to 128 of them: ids that ``TransactionIn`` keeps as they are.
+_PLAIN_ID = r"^[!-~]{1,128}$"
+
+
+def _plainly_valid(frame: pl.DataFrame) -> np.ndarray | None:
+    """Per row, whether ``TransactionIn`` surely accepts it unchanged (False: ask it); None for text times (CSV).
+
+    Ids of plain ASCII, an event time (datetime; naive is UTC) not in the future, a finite amount in bounds.
+    """
+    when, amount = frame.schema["tx_datetime"], frame.schema["amount"]
+    if not (isinstance(when, pl.Datetime) and when.time_unit in ("us", "ms")):
+        return None
+    if not (amount.is_float() or amount.is_integer()):
+        return None
+    latest = datetime.now(UTC) + MAX_CLOCK_SKEW
+    times = pl.col("tx_datetime") if when.time_zone is None else pl.col("tx_datetime").dt.convert_time_zone("UTC")
+    times = times.dt.replace_time_zone(None)
+    checks = frame.select(
+        pl.all_horizontal(
+            *(
+                pl.col(c).str.contains(_PLAIN_ID).fill_null(False)
+                for c in ("transaction_id", "customer_id", "terminal_id")
+            ),
+            (times <= latest.replace(tzinfo=None)).fill_null(False),
+            pl.col("amount").cast(pl.Float64).is_between(0, MAX_PLAUSIBLE_AMOUNT).fill_null(False),
+        )
+    )
+    return checks.to_series().to_numpy().copy()
+
+
+def _codes(values: list[str]) -> tuple[list[str], np.ndarray]:
+    """Distinct values (first-seen order) and each value's index among them."""
+    series = pl.Series(values, dtype=pl.String)
+    distinct = series.unique(maintain_order=True)
+    return distinct.to_list(), series.cast(pl.Enum(distinct)).to_physical().to_numpy().astype(np.int64)
 
 
 class Scorer:
@@ -84,6 +249,10 @@ class Scorer:
         # In-process state unless the caller passes a shared store (the service opens one from its settings).
         self.state = store if store is not None else open_store("memory", self.spec, bundle.state)
         self._iteration_range = (0, bundle.card.best_iteration + 1)
+        # Batches predict with their own copy (a thread count is a booster setting; /score keeps 1).
+        self._batch_booster = self.booster.copy()
+        self._batch_booster.set_param({"nthread": BATCH_THREADS})
+        self._names = np.array(self.feature_names, dtype=object)
 
     def features(self, tx: TransactionIn, observe: bool = True) -> np.ndarray:
         """Online feature row for ``tx``; the state then records the transaction.
@@ -96,7 +265,11 @@ class Scorer:
         return rows[0]
 
     def features_many(self, txs: list[TransactionIn], observe: bool = True) -> tuple[np.ndarray, dict[int, str]]:
-        """Feature rows for transactions in arrival order, each seeing the ones before it.
+        """Feature rows for transactions in arrival order, each seeing the ones before it (see :meth:`features_of`)."""
+        return self.features_of(Transactions.of(txs), observe)
+
+    def features_of(self, txs: Transactions, observe: bool = True) -> tuple[np.ndarray, dict[int, str]]:
+        """Feature rows for transactions (columns) in arrival order, each seeing the ones before it.
 
         With ``observe=False`` (the UI's read-only demo mode) nothing is added to the state: each
         transaction is scored against what the state held before the call.
@@ -104,25 +277,121 @@ class Scorer:
         A transaction id seen before (in the state or earlier in ``txs``) with the same customer,
         terminal, time and amount is scored as of its own arrival (not counted twice); with other
         values it is a conflict: its row is left unset and its index maps to the reason.
-        Chunks of :data:`STATE_CHUNK_ROWS` each hold the store's transaction once (its lock, one catch-up
-        with the other workers, one write to a shared store), so single requests interleave with a long batch.
+
+        With :data:`VECTORISED_FEATURES`, maximal runs of new transactions (id neither known nor repeated, times
+        non-decreasing) are computed
+        at once (:func:`features.definitions.run_features`, bit for bit the one-at-a-time values) and recorded
+        with one ``observe_many``; the other rows go one at a time at their place. Chunks of
+        :data:`BATCH_CHUNK_ROWS` (:data:`STATE_CHUNK_ROWS` one at a time) each hold the store's transaction
+        once (its lock, one catch-up with the other workers, one write to a shared store), so single requests
+        interleave with a long batch.
         """
-        out = np.empty((len(txs), len(self.feature_names)), dtype=np.float64)
+        n = len(txs)
+        out = np.empty((n, len(self.feature_names)), dtype=np.float64)
         conflicts: dict[int, str] = {}
-        state = self.state
-        for start in range(0, len(txs), STATE_CHUNK_ROWS):
-            with state.transaction():
-                for i, tx in enumerate(txs[start : start + STATE_CHUNK_ROWS], start):
-                    tid, customer, terminal, amount = tx.transaction_id, tx.customer_id, tx.terminal_id, tx.amount
-                    t_us = to_epoch_us(tx.tx_datetime)
-                    conflict = state.conflict(tid, customer, terminal, t_us, amount)
-                    if conflict is not None:
-                        conflicts[i] = conflict
-                        continue
-                    out[i] = state.features(tid, customer, terminal, t_us, amount, tx.tx_datetime)
-                    if observe:
-                        state.observe(tid, customer, terminal, t_us, amount)
+        if not (observe and VECTORISED_FEATURES) or n < MIN_RUN_ROWS:
+            for start in range(0, n, STATE_CHUNK_ROWS):
+                with self.state.transaction():
+                    for i in range(start, min(n, start + STATE_CHUNK_ROWS)):
+                        self._score_row(txs, i, out, conflicts, observe)
+            return out, conflicts
+        first = pl.Series(txs.transaction_id, dtype=pl.String).is_first_distinct().to_numpy()
+        back = np.zeros(n, dtype=bool)
+        back[1:] = txs.t_us[1:] < txs.t_us[:-1]
+        for start in range(0, n, BATCH_CHUNK_ROWS):
+            end = min(n, start + BATCH_CHUNK_ROWS)
+            with self.state.transaction():
+                knows = self.state.knows
+                new = first[start:end] & ~np.fromiter(
+                    (knows(tid) for tid in txs.transaction_id[start:end]), dtype=bool, count=end - start
+                )
+                # A segment starts at a row that is not new, after one, or where time goes back.
+                starts = np.ones(end - start, dtype=bool)
+                starts[1:] = ~new[1:] | ~new[:-1] | back[start + 1 : end]
+                bounds = [*(np.flatnonzero(starts) + start).tolist(), end]
+                for i, j in pairwise(bounds):
+                    if new[i - start] and j - i >= MIN_RUN_ROWS:
+                        self._score_run(txs, i, j, out, conflicts)
+                    else:
+                        for k in range(i, j):
+                            self._score_row(txs, k, out, conflicts, observe)
         return out, conflicts
+
+    def _score_row(self, txs: Transactions, i: int, out: np.ndarray, conflicts: dict[int, str], observe: bool) -> None:
+        """Row ``i`` against the state, one at a time (the reference path); then the state records it."""
+        state = self.state
+        tid, customer, terminal = txs.transaction_id[i], txs.customer_id[i], txs.terminal_id[i]
+        t_us, amount = int(txs.t_us[i]), float(txs.amount[i])
+        conflict = state.conflict(tid, customer, terminal, t_us, amount)
+        if conflict is not None:
+            conflicts[i] = conflict
+            return
+        out[i] = state.features(tid, customer, terminal, t_us, amount, txs.when(i))
+        if observe:
+            state.observe(tid, customer, terminal, t_us, amount)
+
+    def _score_run(self, txs: Transactions, i: int, j: int, out: np.ndarray, conflicts: dict[int, str]) -> None:
+        """Rows ``i:j`` (new, times non-decreasing) at once against the state's recent events; then record them."""
+        customers, customer_codes = _codes(txs.customer_id[i:j])
+        terminals, terminal_codes = _codes(txs.terminal_id[i:j])
+        t_us, amount = txs.t_us[i:j], txs.amount[i:j]
+        look_back = max(self.spec.history_days * US_PER_DAY, US_PER_HOUR)
+        history = self.state.recent_events(customers, terminals, int(t_us[0]) - look_back, int(t_us[-1]))
+        rows = run_features(self.spec, history, customer_codes, terminal_codes, t_us, amount)
+        if rows is None:  # amounts the exact sums do not cover: the reference path, row by row
+            for k in range(i, j):
+                self._score_row(txs, k, out, conflicts, True)
+            return
+        out[i:j] = rows
+        self.state.observe_many(
+            zip(
+                txs.transaction_id[i:j],
+                txs.customer_id[i:j],
+                txs.terminal_id[i:j],
+                t_us.tolist(),
+                amount.tolist(),
+                repeat(None),
+                strict=False,
+            )
+        )
+
+    def result_frame(self, ids: list[str], rows: np.ndarray) -> pl.DataFrame:
+        """Score feature rows column-wise: :data:`RESULT_SCHEMA` rows, the same values as :meth:`results`.
+
+        One booster call for the batch (:data:`BATCH_THREADS` threads), reasons by one argsort, no Python
+        object per row.
+        """
+        n, k = len(ids), self.n_reasons
+        if n == 0:
+            return pl.DataFrame(schema=RESULT_SCHEMA)
+        contributions = self._batch_booster.predict(
+            xgb.DMatrix(rows, nthread=BATCH_THREADS),
+            pred_contribs=True,
+            approx_contribs=True,
+            iteration_range=self._iteration_range,
+            validate_features=False,
+        )
+        margins = contributions.sum(axis=1, dtype=np.float64)
+        probabilities = 1.0 / (1.0 + np.exp(-margins))
+        by_feature = contributions[:, :-1]
+        top = np.argsort(-by_feature, axis=1, kind="stable")[:, :k]
+        reasons = pl.DataFrame(
+            {
+                "feature": pl.Series(self._names[top].ravel(), dtype=pl.String),
+                "value": np.take_along_axis(rows, top, axis=1).ravel(),
+                "contribution": np.take_along_axis(by_feature, top, axis=1).astype(np.float64).ravel(),
+            }
+        ).to_struct("reasons")
+        return pl.DataFrame(
+            {
+                "transaction_id": pl.Series(ids, dtype=pl.String),
+                "fraud_probability": probabilities,
+                "decision": np.where(probabilities >= self.threshold, "alert", "approve"),
+                "threshold": np.full(n, self.threshold, dtype=np.float64),
+                "model_version": pl.Series([self.version], dtype=pl.String).new_from_index(0, n),
+                "reasons": reasons.reshape((n, k)).cast(RESULT_SCHEMA["reasons"]),
+            }
+        )
 
     def results(self, txs: list[TransactionIn], rows: np.ndarray) -> list[dict[str, Any]]:
         """Score precomputed feature rows: one :class:`ScoreResponse`-shaped dict per transaction.
@@ -177,18 +446,25 @@ class Scorer:
         """:meth:`score_one` as a checked :class:`ScoreResponse`."""
         return ScoreResponse.model_validate(self.score_one(tx))
 
-    def score_batch(
-        self, records: list[Any], unreadable: dict[int, str] | None = None, observe: bool = True
-    ) -> ScoredBatch:
-        """Validate each record; score the valid ones in order, report the others by index.
+    def validate(
+        self, records: list[Any], unreadable: dict[int, str] | None = None
+    ) -> tuple[Transactions, list[int], list[dict[str, Any]]]:
+        """Valid records as columns, the index in ``records`` of each, and the errors of the others by index.
 
-        ``unreadable`` maps indices of rows already known bad (e.g. a CSV line with the wrong number of
-        fields) to their reason.
+        The whole list is validated in one call when every row is a valid object (the usual case); else row
+        by row, for each bad row's reason (``describe_validation_error``).
         """
-        valid: list[TransactionIn] = []
-        at: list[int] = []  # index in ``records`` of each valid transaction
-        errors: list[dict[str, Any]] = []
         unreadable = unreadable or {}
+        if not unreadable:
+            try:
+                valid = _TXS.validate_python(records)
+            except ValidationError:
+                pass
+            else:
+                return Transactions.of(valid), list(range(len(records))), []
+        txs: list[TransactionIn] = []
+        at: list[int] = []
+        errors: list[dict[str, Any]] = []
         for index, record in enumerate(records):
             if index in unreadable:
                 tid = record.get("transaction_id") if isinstance(record, dict) else None
@@ -198,21 +474,86 @@ class Scorer:
                 errors.append(_row_error(index, None, f"the row is not a JSON object but {type(record).__name__}"))
                 continue
             try:
-                valid.append(_TX.validate_python(record))
+                txs.append(_TX.validate_python(record))
                 at.append(index)
             except ValidationError as exc:
-                tid = record.get("transaction_id") if isinstance(record, dict) else None
-                errors.append(_row_error(index, tid, describe_validation_error(exc)))
-        if not valid:
-            return ScoredBatch(received=len(records), results=[], errors=errors, transactions=[])
-        rows, conflicts = self.features_many(valid, observe)
+                errors.append(_row_error(index, record.get("transaction_id"), describe_validation_error(exc)))
+        return Transactions.of(txs), at, errors
+
+    def score_batch(
+        self, records: list[Any], unreadable: dict[int, str] | None = None, observe: bool = True
+    ) -> ScoredBatch:
+        """Validate each record; score the valid ones in order, report the others by index.
+
+        ``unreadable`` maps indices of rows already known bad (e.g. a CSV line with the wrong number of
+        fields) to their reason.
+        """
+        txs, at, errors = self.validate(records, unreadable)
+        return self.score_columns(len(records), txs, at, errors, observe)
+
+    def score_frame(
+        self, frame: pl.DataFrame, unreadable: dict[int, str] | None = None, observe: bool = True
+    ) -> ScoredBatch:
+        """Score an upload's columns (``service.uploads.Upload.frame``) as :meth:`score_batch` scores its records.
+
+        Typed columns (an event-time column of datetimes, numeric amounts) are checked column-wise; rows that
+        pass are exactly the rows :class:`TransactionIn` accepts unchanged. Every other row, and every file with
+        text columns (CSV), goes through the per-row validation, with its reasons.
+        """
+        unreadable = unreadable or {}
+        ok = _plainly_valid(frame)
+        if ok is None:
+            return self.score_batch(frame.to_dicts(), unreadable, observe)
+        for index in unreadable:
+            ok[index] = False
+        valid = ok.copy()
+        fixed: dict[int, TransactionIn] = {}
+        errors: list[dict[str, Any]] = []
+        suspect = np.flatnonzero(~ok)
+        if len(suspect):
+            for index, record in zip(suspect.tolist(), frame[suspect].to_dicts(), strict=True):
+                if index in unreadable:
+                    errors.append(_row_error(index, record.get("transaction_id"), unreadable[index]))
+                    continue
+                try:
+                    fixed[index] = _TX.validate_python(record)
+                    valid[index] = True
+                except ValidationError as exc:
+                    errors.append(_row_error(index, record.get("transaction_id"), describe_validation_error(exc)))
+        ids, customers, terminals = (frame[c].to_list() for c in ("transaction_id", "customer_id", "terminal_id"))
+        when = frame["tx_datetime"]
+        t_us = (when.dt.replace_time_zone("UTC") if when.dtype.time_zone is None else when).dt.epoch("us")  # type: ignore[attr-defined]
+        t_us = t_us.fill_null(0).to_numpy().copy()
+        amount = frame["amount"].cast(pl.Float64).fill_null(0.0).to_numpy().copy()
+        for index, tx in fixed.items():
+            ids[index], customers[index], terminals[index] = tx.transaction_id, tx.customer_id, tx.terminal_id
+            t_us[index], amount[index] = to_epoch_us(tx.tx_datetime), tx.amount
+        at = np.flatnonzero(valid)
+        txs = (
+            Transactions(ids, customers, terminals, t_us, amount).take(at)
+            if len(at) < frame.height
+            else (Transactions(ids, customers, terminals, t_us, amount))
+        )
+        return self.score_columns(frame.height, txs, at.tolist(), errors, observe)
+
+    def score_columns(
+        self,
+        received: int,
+        txs: Transactions,
+        at: list[int],
+        errors: list[dict[str, Any]],
+        observe: bool = True,
+    ) -> ScoredBatch:
+        """Score validated transactions (columns; ``at`` their indices in the request, ``errors`` the rest)."""
+        if not len(txs):
+            return ScoredBatch(received, pl.DataFrame(schema=RESULT_SCHEMA), errors, txs)
+        rows, conflicts = self.features_of(txs, observe)
         if conflicts:
-            errors += [_row_error(at[i], valid[i].transaction_id, reason) for i, reason in conflicts.items()]
+            errors = errors + [_row_error(at[i], txs.transaction_id[i], reason) for i, reason in conflicts.items()]
             errors.sort(key=lambda e: e["index"])
-            keep = [i for i in range(len(valid)) if i not in conflicts]
-            valid, rows = [valid[i] for i in keep], rows[keep]
-        results = self.results(valid, rows) if valid else []
-        return ScoredBatch(received=len(records), results=results, errors=errors, transactions=valid)
+            keep = np.array([i for i in range(len(txs)) if i not in conflicts], dtype=np.int64)
+            txs, rows = txs.take(keep), rows[keep]
+        return ScoredBatch(received, self.result_frame(txs.transaction_id, rows), errors, txs)
 
     def apply_labels(self, labels: list[FeedbackItem]) -> list[bool]:
         """Late labels into the online state (terminal risk features); whether each transaction was known."""

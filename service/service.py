@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import bentoml
 import gradio as gr
+import polars as pl
 import pydantic_core
 from bentoml.exceptions import BentoMLException
 from fastapi import FastAPI
@@ -32,9 +33,12 @@ from service.schemas import (
     ModelSummary,
     ScoreResponse,
 )
-from service.scoring import Scorer, TransactionConflict
+from service.scoring import PARQUET_MEDIA_TYPE, Scorer, TransactionConflict
+from service.traffic import install as fix_traffic_timeout
 from service.ui import build_ui
 from service.uploads import TooManyRows, UploadError, read_upload
+
+fix_traffic_timeout()  # before BentoML builds the app: its timeout kept every request for 60 s (service/traffic.py)
 
 #: Read once at import: the model tag and monitor directory go into the service definition below.
 SETTINGS = Settings()
@@ -85,6 +89,7 @@ def _batch_problem(count: int, limit: int, where: str) -> str | None:
 
 @bentoml.service(
     name="fraud_service",
+    workers=SETTINGS.workers,  # FRAUDOPS_WORKERS, also under a plain `bentoml serve` (a BentoML config file wins)
     traffic={"timeout": 60},
     http={"host": "127.0.0.1"},
     monitoring={
@@ -143,23 +148,31 @@ class FraudService:
         return _error(HTTPStatus.UNPROCESSABLE_ENTITY, problem) if problem else self._scored(transactions)
 
     @bentoml.api(route="/score_file", output_spec=BatchResponse)
-    def score_file(self, file: Path) -> Response:
-        """Score an uploaded CSV or Parquet file of raw transactions (multipart field ``file``)."""
-        try:
-            return self._scored(*self._read(file, self.max_file_rows))
-        except TooManyRows as exc:
-            return _error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"{exc} (use /score_job)")
-        except UploadError as exc:
-            return _error(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc))
+    def score_file(self, file: Path, ctx: bentoml.Context) -> Response:
+        """Score an uploaded CSV or Parquet file of raw transactions (multipart field ``file``).
 
-    @bentoml.task(route="/score_job", output_spec=BatchResponse)
-    def score_job(self, file: Path) -> Response:
-        """Large files as a task: ``/score_job/submit`` → ``/score_job/status`` → ``/score_job/get``.
-
-        A file that cannot be read fails the task (status ``failed``; ``/score_job/get`` says why).
+        JSON (``BatchResponse``) by default. With ``Accept: application/vnd.apache.parquet`` the answer is a
+        Parquet file of the results (one row each; ``reasons`` a list of structs), its key-value metadata
+        ``fraudops.errors`` the rejected rows as JSON (index, transaction_id, reason), and the headers
+        ``X-Rows-Received``/``X-Rows-Scored``/``X-Rows-Rejected`` the counts.
         """
         try:
-            return self._scored(*self._read(file, self.max_job_rows))
+            return self._scored(*self._read(file, self.max_file_rows), parquet=_wants_parquet(ctx))
+        except TooManyRows as exc:
+            return _context_error(ctx, HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"{exc} (use /score_job)")
+        except UploadError as exc:
+            return _context_error(ctx, HTTPStatus.UNPROCESSABLE_ENTITY, str(exc))
+
+    @bentoml.task(route="/score_job", output_spec=BatchResponse)
+    def score_job(self, file: Path, ctx: bentoml.Context) -> Response:
+        """Large files as a task: ``/score_job/submit`` → ``/score_job/status`` → ``/score_job/get``.
+
+        A file that cannot be read fails the task (status ``failed``; ``/score_job/get`` says why). An
+        ``Accept: application/vnd.apache.parquet`` on the submit asks for the results as Parquet, as for
+        ``/score_file``.
+        """
+        try:
+            return self._scored(*self._read(file, self.max_job_rows), parquet=_wants_parquet(ctx))
         except TooManyRows as exc:
             raise BentoMLException(str(exc), error_code=HTTPStatus.REQUEST_ENTITY_TOO_LARGE) from None
         except UploadError as exc:
@@ -189,12 +202,37 @@ class FraudService:
         """Model card: version, metrics, data window, threshold, features (also ``GET /model``)."""
         return self.scorer.summary()
 
-    def _read(self, file: Path, max_rows: int) -> tuple[list[dict[str, Any]], dict[int, str]]:
+    def _read(self, file: Path, max_rows: int) -> tuple[pl.DataFrame, dict[int, str]]:
         upload = read_upload(file, max_rows)  # raises TooManyRows / UploadError
-        return upload.records, upload.unreadable
+        return upload.frame, upload.unreadable
 
-    def _scored(self, records: list[dict[str, Any]], unreadable: dict[int, str] | None = None) -> Response:
-        return _json(self.recording.score_batch(records, unreadable).to_json())  # output_spec documents it
+    def _scored(
+        self, rows: list[Any] | pl.DataFrame, unreadable: dict[int, str] | None = None, parquet: bool = False
+    ) -> Response:
+        """Score and record JSON records or an upload's columns; answer JSON, or Parquet when asked."""
+        if isinstance(rows, pl.DataFrame):
+            batch = self.recording.score_frame(rows, unreadable)
+        else:
+            batch = self.recording.score_batch(rows, unreadable)
+        if not parquet:
+            return _json(batch.to_json())  # output_spec documents it
+        headers = {
+            "X-Rows-Received": str(batch.received),
+            "X-Rows-Scored": str(batch.frame.height),
+            "X-Rows-Rejected": str(len(batch.errors)),
+        }
+        return Response(content=batch.to_parquet(), media_type=PARQUET_MEDIA_TYPE, headers=headers)
+
+
+def _context_error(ctx: bentoml.Context, status: HTTPStatus, message: str) -> Response:
+    """:func:`_error` from an API that takes the request context (BentoML answers with the context's status)."""
+    ctx.response.status_code = status
+    return _error(status, message)
+
+
+def _wants_parquet(ctx: bentoml.Context) -> bool:
+    """Whether the request's Accept header asks for Parquet (``application/vnd.apache.parquet``)."""
+    return PARQUET_MEDIA_TYPE in ctx.request.headers.get("accept", "")
 
 
 FraudService.add_asgi_middleware(Gateway, model_info=_model_info, summary_schema=ModelSummary.model_json_schema())

@@ -3,7 +3,8 @@
 Whole-file problems raise :class:`UploadError` with a message naming the problem (binary or broken
 file, wrong delimiter, missing or repeated columns, ids of the wrong type, no rows, too many rows);
 row problems (a CSV line with the wrong number of fields) come back per row, so the rest of the
-file is still scored. Values are validated row by row by the scorer, as for JSON batches.
+file is still scored. The scorer validates the values (``Scorer.score_frame``: typed columns are checked
+column-wise, and any row that fails goes through the same per-row validation as a JSON batch's).
 """
 
 from __future__ import annotations
@@ -36,11 +37,19 @@ class TooManyRows(UploadError):
 
 @dataclass(frozen=True)
 class Upload:
-    """The records of an upload, reasons of unreadable rows (by index), and the columns ignored."""
+    """An upload's rows as columns (:data:`REQUIRED`, ids as text), unreadable rows' reasons, ignored columns.
 
-    records: list[dict[str, Any]]
+    The scorer takes the columns (``Scorer.score_frame``); :attr:`records` are the same rows as dicts.
+    """
+
+    frame: pl.DataFrame
     unreadable: dict[int, str]
     ignored_columns: list[str]
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        """The rows as raw records (one dict each), as a JSON batch carries them."""
+        return self.frame.to_dicts()
 
 
 def _looks_like_text(head: bytes) -> bool:
@@ -106,5 +115,5 @@ def read_upload(path: Path, max_rows: int, name: str = "upload") -> Upload:
         flagged = frame.with_row_index("_i").filter(pl.col(RAGGED).is_not_null())
         unreadable = dict(zip(flagged["_i"].to_list(), flagged[RAGGED].to_list(), strict=True))
     ignored = [c for c in frame.columns if c not in REQUIRED and c != RAGGED]
-    records = frame.select(*(pl.col(c).cast(pl.String) if c in ID_COLUMNS else pl.col(c) for c in REQUIRED)).to_dicts()
-    return Upload(records, unreadable, ignored)
+    columns = frame.select(*(pl.col(c).cast(pl.String) if c in ID_COLUMNS else pl.col(c) for c in REQUIRED))
+    return Upload(columns, unreadable, ignored)

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 
 import numpy as np
 import polars as pl
 
-from features.definitions import FeatureSpec, online_features
+from features.definitions import FeatureSpec, RecentEvents, online_features
 
 #: One observed transaction: (transaction_id, customer_id, terminal_id, t_us, amount, label or None).
 Event = tuple[str, str, str, int, float, int | None]
@@ -98,10 +98,17 @@ class FeatureStore(ABC):
     def record(self, event: Event) -> bool:
         """Store one event (what :meth:`observe` does); False (and nothing changes) if already seen."""
 
-    def observe_many(self, events: Iterable[Event]) -> None:
-        """Observe events in order."""
-        for event in events:
-            self.record(event)
+    def observe_many(self, events: Iterable[Event]) -> list[Event]:
+        """Observe events in order (the same state as :meth:`record` one by one); returns those that were new."""
+        return [event for event in events if self.record(event)]
+
+    @abstractmethod
+    def recent_events(self, customers: Sequence[str], terminals: Sequence[str], lo: int, hi: int) -> RecentEvents:
+        """The events of ``customers`` and of ``terminals`` with ``lo < t <= hi``, as arrays (for a batch's windows).
+
+        Keys come back as indices into ``customers`` and ``terminals``; see
+        :class:`features.definitions.RecentEvents`. A Redis store would answer it with one range read per key.
+        """
 
     @abstractmethod
     def add_label(self, transaction_id: str, label: int) -> bool:

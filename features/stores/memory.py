@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import polars as pl
 
-from features.definitions import ORDER_COLUMNS, US_PER_DAY, FeatureSpec
+from features.definitions import ORDER_COLUMNS, US_PER_DAY, FeatureSpec, RecentEvents
 from features.stores.base import SNAPSHOT_COLUMNS, STATE_SCHEMA, Event, FeatureStore
 
 #: Recorded events between two eviction passes.
@@ -26,22 +30,38 @@ EVICTION_SLACK_US = US_PER_DAY
 
 @dataclass
 class _Series:
-    """Time-sorted events of one customer or terminal."""
+    """Time-sorted events of one customer or terminal (a customer's also carry their terminal's code)."""
 
     times: list[int] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
+    keys: list[int] = field(default_factory=list)  # customers: the terminal code of each event
 
-    def insert(self, t_us: int, value: float) -> int:
+    def insert(self, t_us: int, value: float, key: int = 0) -> None:
         i = bisect.bisect_right(self.times, t_us)
         self.times.insert(i, t_us)
         self.values.insert(i, value)
-        return i
+        self.keys.insert(i, key)
+
+    def extend(self, times: list[int], values: list[float], keys: list[int]) -> None:
+        """Insert events given in time order (appended in one go when they are the newest, the usual case)."""
+        if not self.times or self.times[-1] <= times[0]:
+            self.times += times
+            self.values += values
+            self.keys += keys
+            return
+        for t_us, value, key in zip(times, values, keys, strict=True):
+            self.insert(t_us, value, key)
 
     def window(self, lo_exclusive: int, hi_inclusive: int) -> tuple[int, float]:
-        """Count and sum of values with lo < t <= hi."""
+        """Count and exact sum (``math.fsum``: correctly rounded, whatever the order) of values with lo < t <= hi."""
         i = bisect.bisect_right(self.times, lo_exclusive)
         j = bisect.bisect_right(self.times, hi_inclusive)
-        return j - i, float(sum(self.values[i:j]))
+        return j - i, math.fsum(self.values[i:j])
+
+    def forget_until(self, cutoff: int) -> None:
+        """Drop the events at or before ``cutoff``."""
+        i = bisect.bisect_right(self.times, cutoff)
+        del self.times[:i], self.values[:i], self.keys[:i]
 
 
 class MemoryFeatureStore(FeatureStore):
@@ -51,7 +71,7 @@ class MemoryFeatureStore(FeatureStore):
         super().__init__(spec)
         self._customers: dict[str, _Series] = {}
         self._terminals: dict[str, _Series] = {}
-        self._pairs: dict[tuple[str, str], _Series] = {}  # (customer, terminal) visits
+        self._terminal_codes: dict[str, int] = {}  # terminal id -> small int (kept in the customers' series)
         # transaction_id -> (customer_id, terminal_id, t_us, amount, label or None).
         self._seen: dict[str, tuple[str, str, int, float, int | None]] = {}
         self._by_time: list[tuple[int, str]] = []  # heap of (t_us, transaction_id): what to evict first
@@ -83,8 +103,13 @@ class MemoryFeatureStore(FeatureStore):
 
     def pair_count(self, customer_id: str, terminal_id: str, lo: int, hi: int) -> int:
         """Visits of the customer to the terminal in ``(lo, hi]``."""
-        series = self._pairs.get((customer_id, terminal_id))
-        return series.window(lo, hi)[0] if series else 0
+        series = self._customers.get(customer_id)
+        code = self._terminal_codes.get(terminal_id)
+        if not series or code is None:
+            return 0
+        i = bisect.bisect_right(series.times, lo)
+        j = bisect.bisect_right(series.times, hi)
+        return series.keys[i:j].count(code)
 
     def previous_time(self, customer_id: str, t_us: int, strictly_before: bool) -> int | None:
         """Latest customer event time before ``t_us``."""
@@ -99,9 +124,9 @@ class MemoryFeatureStore(FeatureStore):
         transaction_id, customer_id, terminal_id, t_us, amount, label = event
         if transaction_id in self._seen:
             return False
-        self._customers.setdefault(customer_id, _Series()).insert(t_us, amount)
+        code = self._terminal_codes.setdefault(terminal_id, len(self._terminal_codes))
+        self._customers.setdefault(customer_id, _Series()).insert(t_us, amount, code)
         self._terminals.setdefault(terminal_id, _Series()).insert(t_us, float(label or 0))
-        self._pairs.setdefault((customer_id, terminal_id), _Series()).insert(t_us, 1.0)
         self._seen[transaction_id] = (customer_id, terminal_id, t_us, amount, label)
         heapq.heappush(self._by_time, (t_us, transaction_id))
         if self._newest_us is None or t_us > self._newest_us:
@@ -110,6 +135,100 @@ class MemoryFeatureStore(FeatureStore):
         if self._recorded_since_eviction >= EVICT_EVERY:
             self.evict()
         return True
+
+    def observe_many(self, events: Iterable[Event]) -> list[Event]:
+        """Record events (those already seen are skipped) in one pass per customer and terminal; returns the new ones.
+
+        The same state as :meth:`record` one by one: eviction runs after the same events.
+        """
+        seen, new = self._seen, []
+        for event in events:
+            if event[0] not in seen:
+                seen[event[0]] = event[1:]
+                new.append(event)
+        start = 0
+        while start < len(new):
+            piece = new[start : start + EVICT_EVERY - self._recorded_since_eviction]
+            start += len(piece)
+            self._insert(piece)
+            self._recorded_since_eviction += len(piece)
+            if self._recorded_since_eviction >= EVICT_EVERY:
+                self.evict()
+        return new
+
+    def _insert(self, events: list[Event]) -> None:
+        """Add new events (already in ``_seen``) to the customer and terminal series and the eviction heap."""
+        if any(events[i][3] > events[i + 1][3] for i in range(len(events) - 1)):
+            events_by_time = sorted(events, key=lambda e: e[3])  # stable: same-instant events keep their order
+        else:
+            events_by_time = events
+        codes = self._terminal_codes
+        by_customer: dict[str, list[Event]] = defaultdict(list)
+        by_terminal: dict[str, list[Event]] = defaultdict(list)
+        for event in events_by_time:
+            by_customer[event[1]].append(event)
+            by_terminal[event[2]].append(event)
+        for terminal_id in by_terminal:
+            codes.setdefault(terminal_id, len(codes))
+        for customer_id, rows in by_customer.items():
+            series = self._customers.get(customer_id)
+            if series is None:
+                series = self._customers[customer_id] = _Series()
+            series.extend([e[3] for e in rows], [e[4] for e in rows], [codes[e[2]] for e in rows])
+        for terminal_id, rows in by_terminal.items():
+            series = self._terminals.get(terminal_id)
+            if series is None:
+                series = self._terminals[terminal_id] = _Series()
+            series.extend([e[3] for e in rows], [float(e[5] or 0) for e in rows], [0] * len(rows))
+        heap = self._by_time
+        for event in events:
+            heapq.heappush(heap, (event[3], event[0]))
+        newest = max(e[3] for e in events) if events_by_time is not events else events[-1][3]
+        if self._newest_us is None or newest > self._newest_us:
+            self._newest_us = newest
+
+    def recent_events(self, customers: Sequence[str], terminals: Sequence[str], lo: int, hi: int) -> RecentEvents:
+        """The events of ``customers`` and of ``terminals`` with ``lo < t <= hi`` as arrays (keys as list indices)."""
+        counts: list[int] = []
+        times: list[int] = []
+        amounts: list[float] = []
+        keys: list[int] = []
+        right = bisect.bisect_right
+        for customer_id in customers:
+            series = self._customers.get(customer_id)
+            if series is None:
+                counts.append(0)
+                continue
+            i, j = right(series.times, lo), right(series.times, hi)
+            counts.append(j - i)
+            times += series.times[i:j]
+            amounts += series.values[i:j]
+            keys += series.keys[i:j]
+        lookup = np.full(len(self._terminal_codes) + 1, -1, dtype=np.int64)
+        term_counts: list[int] = []
+        term_times: list[int] = []
+        labels: list[float] = []
+        for index, terminal_id in enumerate(terminals):
+            code = self._terminal_codes.get(terminal_id)
+            if code is not None:
+                lookup[code] = index
+            series = self._terminals.get(terminal_id)
+            if series is None:
+                term_counts.append(0)
+                continue
+            i, j = right(series.times, lo), right(series.times, hi)
+            term_counts.append(j - i)
+            term_times += series.times[i:j]
+            labels += series.values[i:j]
+        return RecentEvents(
+            customer=np.repeat(np.arange(len(customers), dtype=np.int64), counts),
+            customer_t_us=np.array(times, dtype=np.int64),
+            customer_amount=np.array(amounts, dtype=np.float64),
+            customer_terminal=lookup[np.array(keys, dtype=np.int64)],
+            terminal=np.repeat(np.arange(len(terminals), dtype=np.int64), term_counts),
+            terminal_t_us=np.array(term_times, dtype=np.int64),
+            terminal_label=np.array(labels, dtype=np.float64).astype(np.int64),
+        )
 
     @property
     def cutoff_us(self) -> int | None:
@@ -124,7 +243,6 @@ class MemoryFeatureStore(FeatureStore):
             return 0
         customers: set[str] = set()
         terminals: set[str] = set()
-        pairs: set[tuple[str, str]] = set()
         evicted = 0
         while self._by_time and self._by_time[0][0] <= cutoff:
             _, transaction_id = heapq.heappop(self._by_time)
@@ -133,14 +251,12 @@ class MemoryFeatureStore(FeatureStore):
                 evicted += 1
                 customers.add(entry[0])
                 terminals.add(entry[1])
-                pairs.add((entry[0], entry[1]))
-        for index, keys in ((self._customers, customers), (self._terminals, terminals), (self._pairs, pairs)):
+        for index, keys in ((self._customers, customers), (self._terminals, terminals)):
             for key in keys:
-                series = index[key]  # type: ignore[index]
-                i = bisect.bisect_right(series.times, cutoff)
-                del series.times[:i], series.values[:i]
+                series = index[key]
+                series.forget_until(cutoff)
                 if not series.times:
-                    del index[key]  # type: ignore[arg-type]
+                    del index[key]
         return evicted
 
     def add_label(self, transaction_id: str, label: int) -> bool:

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Iterator, Sequence
+import threading
+import weakref
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -26,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from features.definitions import FeatureSpec
+from features.definitions import FeatureSpec, RecentEvents
 from features.stores.base import SNAPSHOT_COLUMNS, Event, FeatureStore
 from features.stores.memory import EVICT_EVERY, MemoryFeatureStore
 
@@ -49,12 +51,70 @@ CREATE INDEX IF NOT EXISTS events_by_time ON events (t_us);
 """
 # Old events go; the newest row (highest rowid) always stays, so rowids are never reused and every
 # worker's "events after rowid N" catch-up stays exact.
-_EVICT_EVENTS = "DELETE FROM events WHERE t_us <= ? AND rowid < (SELECT max(rowid) FROM events)"
+_EVICT_EVENTS = (
+    "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events"
+    " WHERE t_us <= ? AND rowid < (SELECT max(rowid) FROM events) LIMIT ?)"
+)
 _EVICT_LABELS = (
     "DELETE FROM labels WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.transaction_id = labels.transaction_id)"
 )
 
 _INSERT = "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?)"
+#: Rows one eviction transaction deletes: a write that waits for it waits about a millisecond.
+EVICT_CHUNK_ROWS = 500
+#: How often a worker's background thread checkpoints the WAL into the database file. SQLite's automatic
+#: checkpoint runs inside whichever write crosses 1,000 WAL pages: ~50 ms about every 900 /score requests
+#: (bench/results/latency.md). Eviction runs there too (~250 ms every 4,096 writes when it ran inline).
+MAINTENANCE_EVERY_S = 0.25
+#: WAL size (pages) at which the thread also restarts the WAL. A passive checkpoint never blocks anyone,
+#: but under steady writes it never catches up with the last frames, so the WAL would grow without end;
+#: a restart blocks writers only while it copies the few frames written since the passive one.
+RESTART_WAL_PAGES = 4_000
+
+
+def _evict_rows(db: sqlite3.Connection, cutoff_us: int) -> int:
+    """Delete events at or before ``cutoff_us`` (and labels of deleted events) in short transactions."""
+    deleted = 0
+    while True:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            count = db.execute(_EVICT_EVENTS, (cutoff_us, EVICT_CHUNK_ROWS)).rowcount
+            if count < EVICT_CHUNK_ROWS:
+                db.execute(_EVICT_LABELS)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        deleted += count
+        if count < EVICT_CHUNK_ROWS:
+            return deleted
+
+
+class _Maintenance:
+    """A store's background thread: WAL checkpoints and the file's eviction, off the request path."""
+
+    def __init__(self, path: Path, store: SQLiteFeatureStore) -> None:
+        self.stop = threading.Event()
+        self.evict_before: int | None = None  # set by the store, done by the thread
+        alive = weakref.ref(store)  # a store dropped without close() ends its thread too
+        threading.Thread(target=self._run, args=(path, alive), name=f"maintenance {path.name}", daemon=True).start()
+
+    def _run(self, path: Path, alive: weakref.ref[SQLiteFeatureStore]) -> None:
+        db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        try:
+            while not self.stop.wait(MAINTENANCE_EVERY_S) and alive() is not None:
+                cutoff, self.evict_before = self.evict_before, None
+                try:
+                    if cutoff is not None:
+                        _evict_rows(db, cutoff)
+                    # fetchall: a statement left unfinished would hold a read lock and stop the WAL restarting.
+                    (_, pages, _), *_ = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    if pages >= RESTART_WAL_PAGES:
+                        db.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+                except sqlite3.OperationalError:  # busy or locked: the next round catches up
+                    continue
+        finally:
+            db.close()
 
 
 class SQLiteFeatureStore(FeatureStore):
@@ -73,6 +133,9 @@ class SQLiteFeatureStore(FeatureStore):
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        # Checkpoints (and the file's eviction) run in a background thread, not in the request that crosses a threshold.
+        self._db.execute("PRAGMA wal_autocheckpoint=0")
+        self._maintenance = _Maintenance(path, self)
         self._mirror = MemoryFeatureStore(spec)
         self._events_seen = 0  # highest events.rowid applied to the mirror
         self._labels_seen = 0  # highest labels.seq applied to the mirror
@@ -81,7 +144,8 @@ class SQLiteFeatureStore(FeatureStore):
         self.refresh()
 
     def close(self) -> None:
-        """Close the connection."""
+        """Stop the checkpoints and close the connection."""
+        self._maintenance.stop.set()
         self._db.close()
 
     def refresh(self) -> None:
@@ -133,6 +197,10 @@ class SQLiteFeatureStore(FeatureStore):
         """Latest customer event time before ``t_us``."""
         return self._mirror.previous_time(customer_id, t_us, strictly_before)
 
+    def recent_events(self, customers: Sequence[str], terminals: Sequence[str], lo: int, hi: int) -> RecentEvents:
+        """The mirror's events of these customers and terminals in ``(lo, hi]`` (see the base class)."""
+        return self._mirror.recent_events(customers, terminals, lo, hi)
+
     def features(
         self, transaction_id: str, customer_id: str, terminal_id: str, t_us: int, amount: float, when: datetime
     ) -> np.ndarray:
@@ -154,31 +222,32 @@ class SQLiteFeatureStore(FeatureStore):
         self._count_writes(1)
         return True
 
+    def observe_many(self, events: Iterable[Event]) -> list[Event]:
+        """Add transactions in one go: the mirror in one pass, the file in one write (at the end of a batch)."""
+        new = self._mirror.observe_many(events)
+        if not new:
+            return new
+        if self._pending is not None:
+            self._pending += new
+            return new
+        self._write(new)
+        self._count_writes(len(new))
+        return new
+
     def _count_writes(self, count: int) -> None:
         self._written_since_eviction += count
         if self._written_since_eviction >= EVICT_EVERY:
-            self._evict_file()
+            self._written_since_eviction = 0
+            self._maintenance.evict_before = self._mirror.cutoff_us  # the thread deletes, in short transactions
 
     def evict(self) -> int:
-        """Forget old events in this worker's mirror and in the shared file (see ``MemoryFeatureStore.evict``)."""
+        """Forget old events in this worker's mirror and in the shared file now (see ``MemoryFeatureStore.evict``)."""
         evicted = self._mirror.evict()
-        self._evict_file()
-        return evicted
-
-    def _evict_file(self) -> None:
-        """Delete events older than the mirror's cutoff from the file, and the labels of deleted events."""
         self._written_since_eviction = 0
         cutoff = self._mirror.cutoff_us
-        if cutoff is None:
-            return
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            self._db.execute(_EVICT_EVENTS, (cutoff,))
-            self._db.execute(_EVICT_LABELS)
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
+        if cutoff is not None:
+            _evict_rows(self._db, cutoff)
+        return evicted
 
     @contextmanager
     def batch(self) -> Iterator[None]:

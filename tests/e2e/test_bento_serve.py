@@ -109,3 +109,58 @@ def test_schemathesis_finds_no_contract_failure_against_the_served_bento(
     summary = run.stdout[run.stdout.find("SUMMARY") :]
     assert run.returncode == 0, run.stdout[-6000:]
     assert "Stateful" in summary and "passed" in summary, summary
+
+
+def test_fraudops_serve_workers_starts_that_many_workers_sharing_the_state(
+    pipeline_result: dict[str, Any], tmp_path: Path
+) -> None:
+    """`fraudops serve --workers 2`: two worker processes; a transaction scored by either is in both's windows."""
+    import psutil
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("FRAUDOPS_MODEL_TAG", "FRAUDOPS_API_KEY")}
+    env |= {"FRAUDOPS_STATE_DB": str(tmp_path / "state.sqlite"), "FRAUDOPS_MONITOR_DIR": str(tmp_path / "monitoring")}
+    cmd = [sys.executable, "-m", "flows.cli", "serve", "--bento", pipeline_result["package"]["bento_tag"]]
+    cmd += ["--port", str(port), "--workers", "2"]
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while "serving" not in log.read_text(errors="replace"):
+            assert proc.poll() is None, log.read_text()[-4000:]
+            assert time.monotonic() < deadline, log.read_text()[-4000:]
+            time.sleep(0.5)
+        assert "(2 workers)" in log.read_text()
+        tree = psutil.Process(proc.pid).children(recursive=True)
+        workers = [p for p in tree if "_bentoml_impl.worker.service" in " ".join(p.cmdline())]
+        assert len(workers) == 2, [p.cmdline() for p in tree]
+        # Same customer, one second apart, 40 times over keep-alive and fresh connections: whichever worker
+        # answers, each transaction sees every earlier one (the 1-day window counts them all).
+        counts = []
+        for i in range(40):
+            tx = {
+                "transaction_id": f"workers-{i}",
+                "tx_datetime": f"2026-06-01T10:00:{i:02d}Z",
+                "customer_id": "workers-customer",
+                "terminal_id": "9",
+                "amount": 10.0,
+            }
+            with httpx.Client() as client:  # a new connection each time: the kernel spreads them over the workers
+                response = client.post(f"{base}/score", json=tx, timeout=10)
+            assert response.status_code == 200, response.text
+        model = httpx.get(f"{base}/model", timeout=10).json()
+        assert "customer_id_nb_tx_1day_window" in model["features"]
+        probe = {**tx, "transaction_id": "workers-probe", "tx_datetime": "2026-06-01T10:00:59Z"}
+        for _ in range(6):  # several answers, from both workers in all likelihood: all agree
+            with httpx.Client() as client:
+                counts.append(client.post(f"{base}/score", json=probe, timeout=10).json()["fraud_probability"])
+        assert len(set(counts)) == 1
+    finally:
+        os.killpg(proc.pid, 2)  # Ctrl-C, as a user stops it
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()

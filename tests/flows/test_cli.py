@@ -3,6 +3,7 @@ import sys
 from pathlib import Path
 
 import polars as pl
+import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
@@ -47,3 +48,16 @@ def test_drift_presets_named_in_help_are_the_simulator_presets() -> None:
     from flows.cli import DRIFT_NAMES
 
     assert tuple(DRIFT_PRESETS) == DRIFT_NAMES
+
+
+def test_several_workers_with_the_in_process_store_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each worker would keep its own memory state: refused before any Bento is looked up or server started."""
+    monkeypatch.setenv("FRAUDOPS_ONLINE_STORE", "memory")
+    for command in (["serve", "--workers", "2"], ["up", "--workers", "2", "--no-deploy"]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2, result.output
+        assert "FRAUDOPS_ONLINE_STORE=sqlite" in " ".join(result.output.split())
+    monkeypatch.setenv("FRAUDOPS_ONLINE_STORE", "sqlite")
+    from config.settings import Settings
+
+    assert Settings().serve_overrides(3) == {"FRAUDOPS_WORKERS": "3"}

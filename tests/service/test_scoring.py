@@ -1,21 +1,35 @@
 """The service's scorer against the offline pipeline and the raw booster (no server needed)."""
 
+import io
+import itertools
+import json
+import math
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
 
 import service.scoring
 from data.contract import TransactionIn
-from features.definitions import FeatureSpec, compute_features
+from features.definitions import FeatureSpec, compute_features, to_epoch_us
+from features.stores import open_store
+from features.stores.base import SNAPSHOT_COLUMNS, STATE_SCHEMA
 from features.stores.memory import MemoryFeatureStore
 from features.stores.sqlite import SQLiteFeatureStore
 from model.bundle import Bundle
 from model.splits import TimeSplit
 from model.training import TrainingResult, train_model
-from service.scoring import Scorer
+from service.schemas import BatchResponse, describe_validation_error
+from service.scoring import PARQUET_ERRORS_KEY, RESULT_SCHEMA, Scorer, TransactionConflict
+from service.uploads import read_upload
 
 COLUMNS = ["transaction_id", "tx_datetime", "customer_id", "terminal_id", "amount"]
 
@@ -94,3 +108,217 @@ def test_a_batch_scores_exactly_as_the_same_transactions_one_at_a_time(
     np.testing.assert_allclose(got_values, want_values, atol=1e-9)
     # The batch reached the shared file: a new worker knows every scored transaction.
     assert len(SQLiteFeatureStore(tmp_path / "state.sqlite", trained.spec)) == trained.bundle.state.height + 497
+
+
+# --- the vectorised batch path against one-at-a-time scoring ---------------------------------------------
+
+T0 = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)
+INSTANTS = [T0 + timedelta(days=d, minutes=m) for d in (30, 36, 37, 38, 45) for m in (0, 30, 90)]
+
+
+def _minutes_after_t0(minutes: int) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+AMOUNTS = st.one_of(st.floats(0, 2_000, allow_nan=False), st.sampled_from([0.0, -0.0, 1e-7, 0.1, 12.34, 999_999.99]))
+store_events = st.lists(
+    st.tuples(
+        st.integers(0, 45 * 24),  # hour offset from T0
+        st.sampled_from(["c1", "c2", "c3"]),
+        st.sampled_from(["t1", "t2", "t3"]),
+        AMOUNTS,
+        st.sampled_from([0, 1, None]),
+    ),
+    max_size=40,
+)
+#: (kind, time, customer, terminal, amount, which earlier row or store event): kinds are a new transaction,
+#: a repeat of an earlier batch row or of a store event (same values), a conflicting repeat, an invalid row.
+batch_rows = st.lists(
+    st.tuples(
+        st.sampled_from(["new"] * 6 + ["again", "again_store", "conflict", "conflict_store", "invalid"]),
+        st.one_of(
+            st.sampled_from(INSTANTS), st.integers(30 * 24 * 60, 46 * 24 * 60).map(lambda m: T0 + timedelta(minutes=m))
+        ),
+        st.sampled_from(["c1", "c2", "c3"]),
+        st.sampled_from(["t1", "t2", "t3", "t4"]),
+        AMOUNTS,
+        st.integers(0, 1_000),
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+def _state_frame(events: list[tuple[int, str, str, float, int | None]]) -> pl.DataFrame:
+    rows = [(f"s{i}", c, k, to_epoch_us(T0 + timedelta(hours=h)), a, y) for i, (h, c, k, a, y) in enumerate(events)]
+    return pl.DataFrame(rows, schema=list(SNAPSHOT_COLUMNS), orient="row").cast(STATE_SCHEMA)  # type: ignore[arg-type]
+
+
+def _records(rows: list[tuple], state: pl.DataFrame) -> list[dict]:
+    out: list[dict] = []
+    stored = state.to_dicts()
+    for i, (kind, when, customer, terminal, amount, pick) in enumerate(rows):
+        record = {
+            "transaction_id": f"b{i}",
+            "tx_datetime": when.isoformat(),
+            "customer_id": customer,
+            "terminal_id": terminal,
+            "amount": amount,
+        }
+        earlier = [r for r in out if isinstance(r.get("amount"), float) and r["amount"] >= 0]
+        if kind in ("again", "conflict") and earlier:
+            record = dict(earlier[pick % len(earlier)])
+        elif kind in ("again_store", "conflict_store") and stored:
+            event = stored[pick % len(stored)]
+            when_store = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=event["t_us"])
+            record = {
+                "transaction_id": event["transaction_id"],
+                "tx_datetime": when_store.isoformat(),
+                "customer_id": event["customer_id"],
+                "terminal_id": event["terminal_id"],
+                "amount": event["amount"],
+            }
+        if kind.startswith("conflict"):
+            record["amount"] = record["amount"] + 1.0
+        if kind == "invalid":
+            record["amount"] = -1.0
+        out.append(record)
+    return out
+
+
+_STORE_NUMBERS = itertools.count()
+
+
+def _valid(record: dict) -> bool:
+    try:
+        TransactionIn.model_validate(record)
+    except ValidationError:
+        return False
+    return True
+
+
+def _one_at_a_time(scorer: Scorer, records: list[dict]) -> tuple[list[dict], list[dict], np.ndarray]:
+    """The reference: each record validated and scored alone, in order (features computed on a twin store)."""
+    results, errors, rows = [], [], []
+    for index, record in enumerate(records):
+        try:
+            tx = TransactionIn.model_validate(record)
+        except ValidationError as exc:
+            errors.append(
+                {"index": index, "transaction_id": record["transaction_id"], "reason": describe_validation_error(exc)}
+            )
+            continue
+        try:
+            results.append(scorer.score_one(tx))
+        except TransactionConflict as exc:
+            errors.append({"index": index, "transaction_id": tx.transaction_id, "reason": str(exc)})
+    return results, errors, np.array(rows)
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+@given(events=store_events, rows=batch_rows, run_rows=st.sampled_from([1, 3, 16]), chunk=st.sampled_from([5, 20_000]))
+def test_a_vectorised_batch_is_bit_identical_to_one_at_a_time(
+    trained: Trained,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path_factory: pytest.TempPathFactory,
+    kind: str,
+    events: list,
+    rows: list,
+    run_rows: int,
+    chunk: int,
+) -> None:
+    """Same-customer, same-instant, out-of-order rows, repeated ids (same and other values), rows in the store."""
+    monkeypatch.setattr(service.scoring, "VECTORISED_FEATURES", True)
+    monkeypatch.setattr(service.scoring, "MIN_RUN_ROWS", run_rows)
+    monkeypatch.setattr(service.scoring, "BATCH_CHUNK_ROWS", chunk)
+    state = _state_frame(events)
+    bundle = Bundle(trained.bundle.booster, trained.bundle.card, state)
+    records = _records(rows, state)
+    tmp = tmp_path_factory.mktemp("stores")  # numbered: no random names inside hypothesis
+
+    def store() -> Any:
+        if kind == "memory":
+            return open_store("memory", trained.spec, state)
+        return open_store("sqlite", trained.spec, state, tmp / f"{next(_STORE_NUMBERS)}.sqlite")
+
+    batch = Scorer(bundle, store=store()).score_batch(records)
+    results, errors, _ = _one_at_a_time(Scorer(bundle, store=store()), records)
+    # Features, bit for bit (all of them, not only the reasons'): the batch path against row by row.
+    txs = [TransactionIn.model_validate(r) for r in records if _valid(r)]
+    got, got_conflicts = Scorer(bundle, store=store()).features_many(txs)
+    reference = Scorer(bundle, store=store())
+    for i, tx in enumerate(txs):
+        try:
+            want = reference.features(tx)
+        except TransactionConflict as exc:
+            assert got_conflicts.pop(i) == str(exc)
+            continue
+        assert got[i].tobytes() == want.tobytes(), (i, got[i], want)
+    assert not got_conflicts
+    assert batch.errors == errors
+    assert batch.results == results  # probabilities and reason values compare exactly (== on floats)
+    for mine, theirs in zip(batch.results, results, strict=True):
+        assert np.array([mine["fraud_probability"]]).tobytes() == np.array([theirs["fraud_probability"]]).tobytes()
+    decoded = json.loads(batch.to_json())
+    assert decoded == {
+        "received": len(records),
+        "scored": len(results),
+        "rejected": len(errors),
+        "results": results,
+        "errors": errors,
+    }
+    BatchResponse.model_validate(decoded)
+
+
+def test_exact_window_sums_are_math_fsum() -> None:
+    """The batch path's exact sums (limbs, one rounding) are what the store's ``math.fsum`` answers."""
+    from features.definitions import _limbs, _rounded
+
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        amounts = np.concatenate(
+            [rng.uniform(0, 10 ** rng.integers(0, 7), rng.integers(1, 60)), [2.0**-20, 0.1, 999_999.99, 0.0]]
+        )
+        rng.shuffle(amounts)
+        total = _rounded(_limbs(amounts).sum(axis=1, keepdims=True))[0]
+        assert total == math.fsum(amounts.tolist())
+        assert Fraction(total) == Fraction(math.fsum(amounts.tolist()))
+
+
+def test_parquet_answer_decodes_to_the_json_answer(trained: Trained) -> None:
+    records = [
+        {**row, "tx_datetime": row["tx_datetime"].isoformat()} for row in trained.held_out.select(COLUMNS).to_dicts()
+    ][:200]
+    records[5] = {**records[5], "amount": -3}
+    batch = Scorer(trained.bundle).score_batch(records)
+    decoded = json.loads(batch.to_json())
+    body = batch.to_parquet()
+    frame = pl.read_parquet(io.BytesIO(body))
+    assert frame.schema == pl.Schema(RESULT_SCHEMA)
+    assert frame.to_dicts() == decoded["results"]
+    metadata = pl.read_parquet_metadata(io.BytesIO(body))
+    assert json.loads(metadata[PARQUET_ERRORS_KEY]) == decoded["errors"]
+    assert (metadata["fraudops.received"], metadata["fraudops.rejected"]) == ("200", "1")
+
+
+def test_an_upload_frame_scores_as_its_records(trained: Trained, tmp_path: Path) -> None:
+    """Parquet columns (the fast validation) and the same rows as dicts give the same answer and errors."""
+    frame = trained.held_out.select(COLUMNS).head(300)
+    frame = frame.with_columns(
+        pl.when(pl.int_range(pl.len()) == 3).then(-1.0).otherwise(pl.col("amount")).alias("amount"),
+        pl.when(pl.int_range(pl.len()) == 9)
+        .then(pl.lit(" padded "))
+        .otherwise(pl.col("customer_id"))
+        .alias("customer_id"),
+    )
+    path = tmp_path / "upload.parquet"
+    frame.write_parquet(path)
+    upload = read_upload(path, 1_000)
+    by_columns = Scorer(trained.bundle).score_frame(upload.frame, upload.unreadable)
+    by_records = Scorer(trained.bundle).score_batch(upload.records, upload.unreadable)
+    assert by_columns.to_json() == by_records.to_json()
+    assert [e["index"] for e in by_columns.errors] == [3]
+    assert by_columns.results[9 - 1]["transaction_id"] == frame["transaction_id"][9]
