@@ -5,7 +5,8 @@ schedules ``loop.call_later(timeout, ...)`` for every request and never cancels 
 holds the request's waiter and a copy of its context (the OpenTelemetry span, BentoML's request
 context), about 20 objects per request, for ``traffic.timeout`` seconds (60 here). At 500 requests a
 second that is 600,000 objects the garbage collector walks in every full collection: measured on
-``/score`` at concurrency 1, a 100-290 ms pause every 1-2 s (bench/results/latency.md).
+``/score`` at concurrency 1, a 100-290 ms pause every 1-2 s (before the fix; bench/results/latency.md has the
+figures after).
 
 :func:`install` replaces the middleware's ``__call__`` with one that answers exactly as upstream does
 (504 ``{"error": "Not able to process the request in N seconds"}`` when no response started in time)

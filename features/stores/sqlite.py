@@ -61,11 +61,12 @@ _EVICT_LABELS = (
 
 _INSERT = "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?)"
 #: Rows one eviction transaction deletes: a write that waits for it waits about a millisecond.
-EVICT_CHUNK_ROWS = 500
+EVICT_CHUNK_ROWS = 200
 #: How often a worker's background thread checkpoints the WAL into the database file. SQLite's automatic
-#: checkpoint runs inside whichever write crosses 1,000 WAL pages: ~50 ms about every 900 /score requests
-#: (bench/results/latency.md). Eviction runs there too (~250 ms every 4,096 writes when it ran inline).
-MAINTENANCE_EVERY_S = 0.25
+#: checkpoint ran inside whichever write crossed 1,000 WAL pages: a ~50 ms pause about every 900 /score
+#: requests (measured with our load generator before this thread; bench/results/latency.md has the figures
+#: after). The file's eviction runs there too, in short transactions.
+MAINTENANCE_EVERY_S = 0.1
 #: WAL size (pages) at which the thread also restarts the WAL. A passive checkpoint never blocks anyone,
 #: but under steady writes it never catches up with the last frames, so the WAL would grow without end;
 #: a restart blocks writers only while it copies the few frames written since the passive one.
