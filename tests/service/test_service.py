@@ -258,6 +258,39 @@ def test_csv_and_parquet_uploads_score_valid_rows_and_explain_the_rest(client: T
     assert client.get("/readyz").status_code == 200
 
 
+def test_a_file_can_be_answered_as_parquet_with_the_same_results(client: TestClient) -> None:
+    """``Accept: application/vnd.apache.parquet``: the same results as the JSON answer; rejects in metadata."""
+    import io
+    import json
+
+    import polars as pl
+    import pyarrow.parquet as pq
+
+    rows = [f"pq-{i},2026-06-15T10:{i:02d}:00Z,pq-card-a,{50 + i % 3},{10 + i}.5" for i in range(12)]
+    rows.append("pq-bad,2026-06-15T11:00:00Z,pq-card-a,50,-3")  # a negative amount: rejected
+    as_json = client.post("/score_file", files={"file": ("a.csv", _csv(rows), "text/csv")})
+    assert as_json.status_code == 200, as_json.text
+    expected = as_json.json()
+    # The same transactions of another new card (new ids: the first ones are known now): the same features.
+    again = [r.replace("pq-", "pq2-") for r in rows]
+    response = client.post(
+        "/score_file",
+        files={"file": ("a.csv", _csv(again), "text/csv")},
+        headers={"Accept": "application/vnd.apache.parquet"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/vnd.apache.parquet")
+    assert (response.headers["x-rows-received"], response.headers["x-rows-scored"]) == ("13", "12")
+    assert response.headers["x-rows-rejected"] == "1"
+    table = pq.read_table(io.BytesIO(response.content))
+    got = pl.from_arrow(table).to_dicts()
+    assert [r["transaction_id"] for r in got] == [
+        r["transaction_id"].replace("pq-", "pq2-") for r in expected["results"]
+    ]
+    errors = json.loads(table.schema.metadata[b"fraudops.errors"])
+    assert [e["index"] for e in errors] == [e["index"] for e in expected["errors"]] == [12]
+
+
 def test_large_files_run_as_a_task(client: TestClient) -> None:
     import time
 
