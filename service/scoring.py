@@ -310,7 +310,8 @@ class Scorer:
                 starts[1:] = ~new[1:] | ~new[:-1] | back[start + 1 : end]
                 bounds = [*(np.flatnonzero(starts) + start).tolist(), end]
                 for i, j in pairwise(bounds):
-                    if new[i - start] and j - i >= MIN_RUN_ROWS:
+                    # A row later than the eviction slack sees what eviction has left: one at a time, as alone.
+                    if new[i - start] and j - i >= MIN_RUN_ROWS and self.state.keeps_history_for(int(txs.t_us[i])):
                         self._score_run(txs, i, j, out, conflicts)
                     else:
                         for k in range(i, j):

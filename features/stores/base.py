@@ -111,6 +111,14 @@ class FeatureStore(ABC):
         """
 
     @abstractmethod
+    def keeps_history_for(self, t_us: int) -> bool:
+        """Whether a transaction at ``t_us`` still finds every event its windows reach (not evicted yet).
+
+        False for a transaction later than the eviction slack behind the newest event: what it sees then
+        depends on how far eviction has got, so a batch scores such a row the one-at-a-time way.
+        """
+
+    @abstractmethod
     def add_label(self, transaction_id: str, label: int) -> bool:
         """Record a late label; returns False if the transaction is unknown."""
 

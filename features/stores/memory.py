@@ -263,6 +263,10 @@ class MemoryFeatureStore(FeatureStore):
         """Events at or before this time are evicted (None while the store is empty)."""
         return None if self._newest_us is None else self._newest_us - self.horizon_us
 
+    def keeps_history_for(self, t_us: int) -> bool:
+        """Whether ``t_us`` is within :data:`EVICTION_SLACK_US` of the newest event (see the base class)."""
+        return self._newest_us is None or t_us >= self._newest_us - EVICTION_SLACK_US
+
     def evict(self) -> int:
         """Forget the events at or before :attr:`cutoff_us`; returns how many."""
         self._recorded_since_eviction = 0

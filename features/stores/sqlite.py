@@ -202,6 +202,10 @@ class SQLiteFeatureStore(FeatureStore):
         """The mirror's events of these customers and terminals in ``(lo, hi]`` (see the base class)."""
         return self._mirror.recent_events(customers, terminals, lo, hi)
 
+    def keeps_history_for(self, t_us: int) -> bool:
+        """Whether this worker's mirror still holds every event ``t_us``'s windows reach."""
+        return self._mirror.keeps_history_for(t_us)
+
     def features(
         self, transaction_id: str, customer_id: str, terminal_id: str, t_us: int, amount: float, when: datetime
     ) -> np.ndarray:
