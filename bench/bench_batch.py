@@ -95,7 +95,6 @@ def measure_all(world: World, args: argparse.Namespace, tmp: Path) -> tuple[list
     sqlite_store.load_snapshot(world.state)
     served = RecordingScorer(Scorer(bundle, store=sqlite_store), "bench", tmp / "monitor")
     memory = RecordingScorer(Scorer(bundle), "bench", tmp / "monitor")
-    scoring.VECTORISED_FEATURES = True  # the path under test (off by default in the service: see its note)
     gc.collect()
     gc.freeze()  # as the service does once its model and state are loaded
     figures: list[Figure] = []
@@ -135,10 +134,6 @@ def measure_all(world: World, args: argparse.Namespace, tmp: Path) -> tuple[list
         rows_box[:] = [scorer.features_of(txs)[0]]
 
     parts["json_features"] = measure(features, r, warmup=0)
-    rowwise = iter([scorer.validate(records(world.take(b, "json row-wise features")))[0] for _ in range(r)])
-    scoring.VECTORISED_FEATURES = False
-    parts["json_features_rowwise"] = measure(lambda: scorer.features_of(next(rowwise)), r, warmup=0)
-    scoring.VECTORISED_FEATURES = True
     rows = rows_box[0]
     ids = [f"x{i}" for i in range(len(rows))]
     parts["json_booster"] = measure(lambda: scorer.result_frame(ids, rows), r)
@@ -160,8 +155,7 @@ def measure_all(world: World, args: argparse.Namespace, tmp: Path) -> tuple[list
     notes = {
         "json_parse": "BatchRequest.model_validate_json of the body (what BentoML does before the API)",
         "json_validate": "Scorer.validate: one TypeAdapter(list[TransactionIn]) call, then columns",
-        "json_features": "Scorer.features_of, SQLite store: recent events, run_features, observe_many",
-        "json_features_rowwise": "the same, one row at a time (VECTORISED_FEATURES off: the service's default)",
+        "json_features": "Scorer.features_of, SQLite store: one row at a time against the online state",
         "json_booster": "Scorer.result_frame: one pred_contribs call + reasons, column-wise",
         "json_encode": "ScoredBatch.to_json (Polars write_json of the results)",
         "json_monitor": "record_batch: counters + JsonLinesMonitor, column-wise",

@@ -60,7 +60,7 @@ def online_parity(transactions: pl.DataFrame, spec: FeatureSpec, n: int) -> dict
         t_us = to_epoch_us(when)
         worst = max(worst, float(np.abs(state.features(tid, cust, term, t_us, amount, when) - expected[i]).max()))
         state.observe(tid, cust, term, t_us, amount)
-        state.add_label(tid, label)
+        state.add_label(tid, label, t_us + spec.label_delay_days * 86_400_000_000, "dataset")
     return {"transactions": n, "max_abs_diff": worst}
 
 

@@ -144,6 +144,8 @@ def fraud_intervals(events: pl.DataFrame | pl.LazyFrame, as_of: datetime | None 
     lazy = events.lazy()
     if as_of is not None:
         lazy = lazy.filter(pl.col("label_time") <= as_of)
+    # Only transactions with a fraud event can be fraud at any time: the rest (most) need no ordering.
+    lazy = lazy.filter((pl.col("is_fraud") == 1).any().over("transaction_id"))
     return (
         _ordered(lazy)
         .with_columns(

@@ -46,6 +46,8 @@ from typing import Protocol
 import numpy as np
 import polars as pl
 
+from data.labels import OPEN_END_US, fraud_intervals
+
 US_PER_DAY = 86_400 * 1_000_000
 US_PER_HOUR = 3_600 * 1_000_000
 ORDER_COLUMNS = ("tx_datetime", "transaction_id")
@@ -215,14 +217,23 @@ REQUIRED_NOT_NULL = ("tx_datetime", "customer_id", "terminal_id", "amount")
 
 
 def compute_features(
-    transactions: pl.DataFrame, spec: FeatureSpec | None = None, start: datetime | None = None
+    transactions: pl.DataFrame,
+    spec: FeatureSpec | None = None,
+    start: datetime | None = None,
+    labels: pl.DataFrame | pl.LazyFrame | None = None,
+    labels_as_of: datetime | None = None,
 ) -> pl.DataFrame:
     """Add the feature columns to canonical transactions, in (time, transaction id) order.
 
-    The input needs the canonical columns; ``is_fraud`` may be null (unknown labels count as
-    not fraud). Output rows are sorted by time then transaction id. With ``start``, only the
-    transactions at or after it are returned: earlier ones are history that feeds their windows
-    (the values are the same as without ``start``; scoring a period skips the work on its history).
+    The input needs the canonical columns. Output rows are sorted by time then transaction id. With
+    ``start``, only the transactions at or after it are returned: earlier ones are history that feeds
+    their windows (the values are the same as without ``start``; scoring a period skips the work on
+    its history).
+
+    Terminal risk reads labels as known at each row's own time (``data.labels``): ``labels`` are label
+    events (those after ``labels_as_of`` are ignored, as not known yet when the features are built).
+    Without ``labels``, the transactions' ``is_fraud`` column (null: no label) stands for ``dataset``
+    events known ``spec.label_delay_days`` after their transaction.
     """
     spec = spec or FeatureSpec()
     nulls = transactions.select(pl.col(REQUIRED_NOT_NULL).null_count()).row(0)
@@ -243,8 +254,15 @@ def compute_features(
         .to_series()
         .to_numpy()
     )
-    fraud = df["is_fraud"].fill_null(0).cast(pl.Int64).to_numpy()[terminals.order]
-    cum_fraud = np.concatenate(([0], np.cumsum(fraud)))  # [p + 1]: frauds up to grouped position p
+    if labels is None:  # what fraud_intervals(dataset_labels(df, delay)) gives, without ordering every row's event
+        intervals = df.filter(pl.col("is_fraud") == 1).select(
+            "transaction_id",
+            fraud_from_us=pl.col("tx_datetime").dt.epoch("us") + spec.label_delay_days * US_PER_DAY,
+            fraud_until_us=pl.lit(OPEN_END_US, pl.Int64),
+        )
+    else:
+        intervals = fraud_intervals(labels, labels_as_of)
+    frauds = _KnownFrauds(df, terminal_codes, intervals, timeline)
 
     columns: dict[str, np.ndarray] = {}
     windows: dict[str, np.ndarray] = {}  # customer windows in customers' grouped output order
@@ -262,9 +280,9 @@ def compute_features(
             columns[f"customer_id_avg_amount_{w}day_window"] = customers.to_rows(windows[f"mean{w}"])
             unripe = terminals.last_at_or_before(delay_us + w * US_PER_DAY)
             term_n = (ripe - unripe).astype(np.float64)
-            risk = (cum_fraud[ripe + 1] - cum_fraud[unripe + 1]) / term_n
+            risk = frauds.count(delay_us, w * US_PER_DAY) / terminals.to_rows(term_n)
             columns[f"terminal_id_nb_tx_{w}day_window"] = terminals.to_rows(term_n)
-            columns[f"terminal_id_risk_{w}day_window"] = terminals.to_rows(np.where(np.isnan(risk), 0.0, risk))
+            columns[f"terminal_id_risk_{w}day_window"] = np.where(np.isnan(risk), 0.0, risk)
         if spec.feature_set == "extended":
             columns |= _behavioural(spec, customers, terminals, windows, amount, customer_codes, terminal_codes)
     out = df.slice(first_row).with_columns(
@@ -276,6 +294,50 @@ def compute_features(
         pl.col("tx_amount", "tx_during_weekend", "tx_during_night").cast(pl.Float64),
         *(pl.Series(name, values, dtype=pl.Float64) for name, values in columns.items()),
     )
+
+
+class _KnownFrauds:
+    """Per output row, the frauds known at its time among its terminal's transactions in a delayed window.
+
+    A transaction at ``x`` with a fraud interval ``[from, until)`` (``data.labels.fraud_intervals``) counts
+    for a row of its terminal at ``t`` in the window ``(t - d - w, t - d]`` when its label is fraud as known
+    at ``t``: for ``t`` in ``[max(x + d, from), min(x + d + w, until))``. So each count is the number of
+    those intervals that have started by ``t`` minus the number that have ended: two binary searches over
+    (terminal, time) packed in one int64 (times as ranks among every time involved, so it always fits).
+    """
+
+    def __init__(self, df: pl.DataFrame, terminal_codes: np.ndarray, intervals: pl.DataFrame, timeline: _Timeline):
+        rows = (
+            df.select("transaction_id")
+            .with_row_index("row")
+            .join(intervals, on="transaction_id", how="inner")
+            .select("row", "fraud_from_us", "fraud_until_us")
+        )
+        row = rows["row"].to_numpy().astype(np.int64)
+        self.key = terminal_codes[row].astype(np.int64)
+        self.x = timeline.t_us[row]
+        self.since = rows["fraud_from_us"].to_numpy()
+        self.until = rows["fraud_until_us"].to_numpy()
+        self.out_t = timeline.t_us[timeline.first_row :]
+        self.out_key = terminal_codes[timeline.first_row :].astype(np.int64)
+
+    def count(self, delay_us: int, window_us: int) -> np.ndarray:
+        """Per output row (row order), the known frauds among its terminal's transactions in the window."""
+        if not len(self.x):
+            return np.zeros(len(self.out_t), dtype=np.int64)
+        begin = np.maximum(self.x + delay_us, self.since)
+        end = np.minimum(self.x + delay_us + window_us, self.until)
+        live = begin < end
+        begin, end, key = begin[live], end[live], self.key[live]
+        times, ranks = np.unique(np.concatenate((self.out_t, begin, end)), return_inverse=True)
+        span = len(times) + 1
+        n = len(self.out_t)
+        row_packed = self.out_key * span + ranks[:n]
+        starts = np.sort(key * span + ranks[n : n + len(begin)])
+        ends = np.sort(key * span + ranks[n + len(begin) :])
+        started = np.searchsorted(starts, row_packed, side="right")
+        ended = np.searchsorted(ends, row_packed, side="right")
+        return (started - ended).astype(np.int64)
 
 
 def _behavioural(
@@ -346,8 +408,8 @@ class WindowQueries(Protocol):
         """Count and amount sum of the customer's events with ``lo < t <= hi``."""
         ...
 
-    def terminal_window(self, terminal_id: str, lo: int, hi: int) -> tuple[int, float]:
-        """Count and known-fraud count of the terminal's events with ``lo < t <= hi``."""
+    def terminal_window(self, terminal_id: str, lo: int, hi: int, known_at: int) -> tuple[int, float]:
+        """Count of the terminal's events with ``lo < t <= hi`` and how many are fraud as known at ``known_at``."""
         ...
 
     def pair_count(self, customer_id: str, terminal_id: str, lo: int, hi: int) -> int:
@@ -383,7 +445,7 @@ def online_features(
         row += [float(n), total / n]
     hi = t_us - spec.label_delay_days * US_PER_DAY
     for w in spec.windows_days:
-        n, frauds = store.terminal_window(terminal_id, hi - w * US_PER_DAY, hi)
+        n, frauds = store.terminal_window(terminal_id, hi - w * US_PER_DAY, hi, t_us)
         row += [float(n), frauds / n if n else 0.0]
     if spec.feature_set == "extended":
         longest = windows[spec.longest_window_days]
@@ -414,209 +476,3 @@ def _online_behavioural(
     earlier = store.pair_count(customer_id, terminal_id, t_us - horizon_us, t_us) - mine
     in_hour = store.customer_window(customer_id, t_us - US_PER_HOUR, t_us)[0] + 1 - mine
     return [ratio, gap / US_PER_HOUR, float(earlier == 0), float(in_hour)]
-
-
-# --- online, a run of new transactions at once ----------------------------------------------------------
-
-#: Amounts as exact integers ``amount * 2**72`` split in limbs of 31 bits: exact for 0 and for amounts in
-#: ``[2**-20, 2**20)`` (every plausible amount), so window sums are exact integer sums, rounded once.
-AMOUNT_SCALE_BITS = 72
-LIMB_BITS = 31
-_LIMB_MASK = (1 << LIMB_BITS) - 1
-MIN_EXACT_AMOUNT = 2.0**-20
-MAX_EXACT_AMOUNT = 2.0**20
-
-
-@dataclass(frozen=True)
-class RecentEvents:
-    """A store's events that a run of transactions' windows can reach, as arrays (``FeatureStore.recent_events``).
-
-    Keys are indices into the customer and terminal lists the store was asked about. Customer events
-    carry their terminal (-1 for a terminal not in the list); terminal events their label (0 when unknown).
-    """
-
-    customer: np.ndarray  # int64 index of the customer
-    customer_t_us: np.ndarray
-    customer_amount: np.ndarray
-    customer_terminal: np.ndarray  # int64 index of the terminal, -1 if not asked about
-    terminal: np.ndarray  # int64 index of the terminal
-    terminal_t_us: np.ndarray
-    terminal_label: np.ndarray  # int64, 0 or 1
-
-
-def exact_amounts(amount: np.ndarray) -> bool:
-    """Whether every amount is one the exact window sums represent (0.0, or ``2**-20 <= amount < 2**20``)."""
-    plain_zero = (amount == 0) & ~np.signbit(amount)
-    return bool(np.all(plain_zero | ((amount >= MIN_EXACT_AMOUNT) & (amount < MAX_EXACT_AMOUNT))))
-
-
-def _limbs(amount: np.ndarray) -> np.ndarray:
-    """``amount * 2**72`` as three int64 limbs of 31 bits (each step is exact in float64)."""
-    x = np.ldexp(amount, AMOUNT_SCALE_BITS)
-    top = np.floor(np.ldexp(x, -2 * LIMB_BITS))
-    rest = x - np.ldexp(top, 2 * LIMB_BITS)
-    mid = np.floor(np.ldexp(rest, -LIMB_BITS))
-    low = rest - np.ldexp(mid, LIMB_BITS)
-    return np.stack([top, mid, low]).astype(np.int64)
-
-
-def _rounded(limbs: np.ndarray) -> np.ndarray:
-    """The float64 nearest to each exact limb sum ``(top * 2**62 + mid * 2**31 + low) * 2**-72`` (ties to even).
-
-    That is what ``math.fsum`` of the same amounts answers. A fast float estimate is checked exactly in
-    integers; the rare estimate within a quarter unit of a rounding boundary is rounded by Python's ints.
-    """
-    top, mid, low = limbs[0].copy(), limbs[1].copy(), limbs[2].copy()
-    mid += low >> LIMB_BITS
-    low &= _LIMB_MASK
-    top += mid >> LIMB_BITS
-    mid &= _LIMB_MASK
-    rest = (mid << LIMB_BITS) | low  # < 2**62
-    scale = float(2 ** (2 * LIMB_BITS))
-    approx = top.astype(np.float64) * scale + rest.astype(np.float64)
-    approx_top = np.floor(approx / scale)
-    approx_rest = (approx - approx_top * scale).astype(np.int64)
-    diff = (top - approx_top.astype(np.int64)) * (1 << (2 * LIMB_BITS)) + (rest - approx_rest)
-    unsure = np.flatnonzero(~(np.abs(diff).astype(np.float64) * 4 < np.spacing(approx)))
-    for i in unsure.tolist():
-        approx[i] = float((int(top[i]) << (2 * LIMB_BITS)) + int(rest[i]))
-    return np.ldexp(approx, -AMOUNT_SCALE_BITS)
-
-
-class _Windows:
-    """Store events and a run's rows of one key (customer, terminal, pair), in (key, time, arrival) order.
-
-    Store events come before the run's rows at the same instant, the rows in arrival order. ``last(offset)``
-    gives, per row, the sorted position of its key's last event with time <= its time - offset.
-    """
-
-    def __init__(self, keys: np.ndarray, t_us: np.ndarray, n_history: int, max_offset_us: int) -> None:
-        origin = int(t_us.min()) - max_offset_us
-        span = int(t_us.max()) - origin + 1
-        n_keys = int(keys.max()) + 1
-        if n_keys * span >= KEYED_TIME_LIMIT:
-            raise OverflowError("keys times the time span do not fit one int64")
-        packed = keys * span + (t_us - origin)
-        order = np.argsort(packed)
-        packed_sorted = packed[order]
-        ties = packed_sorted[1:] == packed_sorted[:-1]
-        if ties.any():  # same key and instant: store events first, then arrival order (the input order)
-            group = np.concatenate(([0], np.cumsum(~ties)))
-            order = order[np.argsort(group * len(order) + order)]
-        position = np.empty(len(order), dtype=np.int64)
-        position[order] = np.arange(len(order))
-        self.order, self.sorted, self.n_history = order, packed_sorted, n_history
-        self.pos = position[n_history:]  # per row (arrival order), its sorted position
-        self.row_packed = packed[n_history:]
-        self.by_pos = np.argsort(self.pos)  # rows in sorted order: their bounds are increasing, searches are fast
-        self.keys_sorted = keys[order]
-        self.t_sorted = t_us[order]
-
-    def last(self, offset_us: int) -> np.ndarray:
-        """Per row, the sorted position of the key's last event with time <= time - ``offset_us``."""
-        out = np.empty(len(self.pos), dtype=np.int64)
-        out[self.by_pos] = np.searchsorted(self.sorted, self.row_packed[self.by_pos] - offset_us, side="right") - 1
-        return out
-
-    def prefix(self, values: np.ndarray) -> np.ndarray:
-        """Running totals (int64) of ``values`` (given in input order) over sorted positions; ``[k]`` = first k."""
-        sorted_values = values[..., self.order]
-        out = np.zeros((*sorted_values.shape[:-1], sorted_values.shape[-1] + 1), dtype=np.int64)
-        np.cumsum(sorted_values, axis=-1, out=out[..., 1:])
-        return out
-
-
-def _pair_codes(customer: np.ndarray, terminal: np.ndarray) -> np.ndarray:
-    """Dense codes of (customer, terminal) pairs (``terminal`` may be -1)."""
-    wide = customer * (int(terminal.max()) + 2) + (terminal + 1)
-    if len(wide) and int(wide.max()) < 1 << 20:
-        return wide
-    return np.unique(wide, return_inverse=True)[1].astype(np.int64)
-
-
-def run_features(
-    spec: FeatureSpec,
-    history: RecentEvents,
-    customer: np.ndarray,
-    terminal: np.ndarray,
-    t_us: np.ndarray,
-    amount: np.ndarray,
-) -> np.ndarray | None:
-    """Feature rows of a run of new transactions, bit for bit what :func:`online_features` gives one at a time.
-
-    The rows (``customer``/``terminal`` indices as in ``history``, in arrival order, times non-decreasing,
-    ids neither in the store nor repeated) each see ``history`` (the store's events in their look-back) and
-    the run's earlier rows, as if each were scored and then observed in turn. Window sums are exact (what
-    the store's ``math.fsum`` gives), counts and times are integers, and every float operation is the one
-    :func:`online_features` does, in the same order. None when the run cannot be computed exactly this way
-    (an amount outside :func:`exact_amounts`, or too wide a key/time range): score it one row at a time.
-    """
-    if not (exact_amounts(amount) and exact_amounts(history.customer_amount)):
-        return None
-    n = len(t_us)
-    max_offset = max(spec.history_days * US_PER_DAY, US_PER_HOUR)
-    try:
-        customers = _Windows(
-            np.concatenate((history.customer, customer)),
-            np.concatenate((history.customer_t_us, t_us)),
-            len(history.customer),
-            max_offset,
-        )
-        terminals = _Windows(
-            np.concatenate((history.terminal, terminal)),
-            np.concatenate((history.terminal_t_us, t_us)),
-            len(history.terminal),
-            max_offset,
-        )
-        pairs = _Windows(
-            _pair_codes(
-                np.concatenate((history.customer, customer)), np.concatenate((history.customer_terminal, terminal))
-            ),
-            np.concatenate((history.customer_t_us, t_us)),
-            len(history.customer),
-            max_offset,
-        )
-    except OverflowError:
-        return None
-    limbs = customers.prefix(_limbs(np.concatenate((history.customer_amount, amount))))
-    frauds = terminals.prefix(np.concatenate((history.terminal_label, np.zeros(n, dtype=np.int64))))
-    columns: list[np.ndarray] = [
-        amount,
-        (((t_us // US_PER_DAY) + 3) % 7 + 1 >= 6).astype(np.float64),  # ISO weekday of 1970-01-01 is 4
-        ((t_us % US_PER_DAY) // US_PER_HOUR <= spec.night_end_hour).astype(np.float64),
-    ]
-    pos = customers.pos
-    longest: tuple[np.ndarray, np.ndarray] | None = None
-    with np.errstate(divide="ignore", invalid="ignore"):
-        for w in spec.windows_days:
-            before = customers.last(w * US_PER_DAY)
-            earlier = (pos - before - 1).astype(np.int64)  # the store's count (without the row itself)
-            total = _rounded(limbs[:, pos] - limbs[:, before + 1])  # the store's exact sum, rounded once
-            if w == spec.longest_window_days:
-                longest = (earlier, total)
-            n_w = earlier + 1
-            columns += [n_w.astype(np.float64), (total + amount) / n_w]
-        delay = spec.label_delay_days * US_PER_DAY
-        # Without a delay the window ends at the row itself: only what arrived before it counts.
-        ripe = terminals.last(delay) if delay else terminals.pos - 1
-        for w in spec.windows_days:
-            unripe = terminals.last(delay + w * US_PER_DAY)
-            count = ripe - unripe
-            risk = frauds[ripe + 1] - frauds[unripe + 1]
-            columns += [count.astype(np.float64), np.where(count > 0, risk / count, 0.0)]
-        if spec.feature_set == "extended":
-            assert longest is not None
-            horizon = spec.longest_window_days * US_PER_DAY
-            prev_n, prev_total = longest
-            ratio = np.where(prev_n > 0, (amount + 1) / (prev_total / prev_n + 1), 1.0)
-            has_previous = (pos > 0) & (customers.keys_sorted[pos - 1] == customers.keys_sorted[pos])
-            gap = np.where(has_previous, np.minimum(t_us - customers.t_sorted[pos - 1], horizon), horizon)
-            visits = pairs.pos - pairs.last(horizon) - 1
-            in_hour = pos - customers.last(US_PER_HOUR)
-            columns += [
-                ratio,
-                gap.astype(np.float64) / US_PER_HOUR,
-                (visits == 0).astype(np.float64),
-                in_hour.astype(np.float64),
-            ]
-    return np.column_stack(columns).astype(np.float64, copy=False)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from itertools import pairwise, repeat
 from typing import Any
 
 import numpy as np
@@ -15,7 +14,7 @@ import xgboost as xgb
 from pydantic import TypeAdapter, ValidationError
 
 from data.contract import MAX_CLOCK_SKEW, MAX_PLAUSIBLE_AMOUNT, TransactionIn
-from features.definitions import US_PER_DAY, US_PER_HOUR, run_features, to_epoch_us
+from features.definitions import to_epoch_us
 from features.stores import open_store
 from features.stores.base import FeatureStore
 from model.bundle import Bundle
@@ -25,16 +24,6 @@ from service.schemas import BatchResponse, FeedbackItem, ScoreResponse, describe
 #: Rows a batch scores one at a time (or labels /feedback applies) per hold of the state lock and per write to
 #: a shared store: ~15 ms, the longest a single /score (on the event loop) waits for a running batch.
 STATE_CHUNK_ROWS = 500
-#: Whether batches compute runs of new transactions at once (``run_features``; bit for bit the same values).
-#: Off by default: with today's per-key stores each run reads the whole look-back history out of Python lists
-#: and records into them (~0.35 s per chunk for a 356k-event state, bench/results/batch.md), so a chunk holds
-#: the state lock far longer than the 15 ms a single /score may wait. Worth it with a columnar store.
-VECTORISED_FEATURES = False
-#: Rows of the vectorised batch path per hold of the state lock (each chunk reads the history its rows'
-#: windows reach once).
-BATCH_CHUNK_ROWS = 20_000
-#: Shorter runs of new transactions are scored one at a time (the same values; less fixed cost).
-MIN_RUN_ROWS = 16
 #: Booster threads for a batch's single prediction call (measured in bench/bench_batch.py).
 BATCH_THREADS = 2
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -227,13 +216,6 @@ def _plainly_valid(frame: pl.DataFrame) -> np.ndarray | None:
     return checks.to_series().to_numpy().copy()
 
 
-def _codes(values: list[str]) -> tuple[list[str], np.ndarray]:
-    """Distinct values (first-seen order) and each value's index among them."""
-    series = pl.Series(values, dtype=pl.String)
-    distinct = series.unique(maintain_order=True)
-    return distinct.to_list(), series.cast(pl.Enum(distinct)).to_physical().to_numpy().astype(np.int64)
-
-
 class Scorer:
     """Holds the booster, threshold and online state of one loaded model bundle."""
 
@@ -278,44 +260,16 @@ class Scorer:
         terminal, time and amount is scored as of its own arrival (not counted twice); with other
         values it is a conflict: its row is left unset and its index maps to the reason.
 
-        With :data:`VECTORISED_FEATURES`, maximal runs of new transactions (id neither known nor repeated, times
-        non-decreasing) are computed
-        at once (:func:`features.definitions.run_features`, bit for bit the one-at-a-time values) and recorded
-        with one ``observe_many``; the other rows go one at a time at their place. Chunks of
-        :data:`BATCH_CHUNK_ROWS` (:data:`STATE_CHUNK_ROWS` one at a time) each hold the store's transaction
-        once (its lock, one catch-up with the other workers, one write to a shared store), so single requests
-        interleave with a long batch.
+        Chunks of :data:`STATE_CHUNK_ROWS` each hold the store's transaction once (its lock, one catch-up
+        with the other workers, one write to a shared store), so single requests interleave with a long batch.
         """
         n = len(txs)
         out = np.empty((n, len(self.feature_names)), dtype=np.float64)
         conflicts: dict[int, str] = {}
-        if not (observe and VECTORISED_FEATURES) or n < MIN_RUN_ROWS:
-            for start in range(0, n, STATE_CHUNK_ROWS):
-                with self.state.transaction():
-                    for i in range(start, min(n, start + STATE_CHUNK_ROWS)):
-                        self._score_row(txs, i, out, conflicts, observe)
-            return out, conflicts
-        first = pl.Series(txs.transaction_id, dtype=pl.String).is_first_distinct().to_numpy()
-        back = np.zeros(n, dtype=bool)
-        back[1:] = txs.t_us[1:] < txs.t_us[:-1]
-        for start in range(0, n, BATCH_CHUNK_ROWS):
-            end = min(n, start + BATCH_CHUNK_ROWS)
+        for start in range(0, n, STATE_CHUNK_ROWS):
             with self.state.transaction():
-                knows = self.state.knows
-                new = first[start:end] & ~np.fromiter(
-                    (knows(tid) for tid in txs.transaction_id[start:end]), dtype=bool, count=end - start
-                )
-                # A segment starts at a row that is not new, after one, or where time goes back.
-                starts = np.ones(end - start, dtype=bool)
-                starts[1:] = ~new[1:] | ~new[:-1] | back[start + 1 : end]
-                bounds = [*(np.flatnonzero(starts) + start).tolist(), end]
-                for i, j in pairwise(bounds):
-                    # A row later than the eviction slack sees what eviction has left: one at a time, as alone.
-                    if new[i - start] and j - i >= MIN_RUN_ROWS and self.state.keeps_history_for(int(txs.t_us[i])):
-                        self._score_run(txs, i, j, out, conflicts)
-                    else:
-                        for k in range(i, j):
-                            self._score_row(txs, k, out, conflicts, observe)
+                for i in range(start, min(n, start + STATE_CHUNK_ROWS)):
+                    self._score_row(txs, i, out, conflicts, observe)
         return out, conflicts
 
     def _score_row(self, txs: Transactions, i: int, out: np.ndarray, conflicts: dict[int, str], observe: bool) -> None:
@@ -330,31 +284,6 @@ class Scorer:
         out[i] = state.features(tid, customer, terminal, t_us, amount, txs.when(i))
         if observe:
             state.observe(tid, customer, terminal, t_us, amount)
-
-    def _score_run(self, txs: Transactions, i: int, j: int, out: np.ndarray, conflicts: dict[int, str]) -> None:
-        """Rows ``i:j`` (new, times non-decreasing) at once against the state's recent events; then record them."""
-        customers, customer_codes = _codes(txs.customer_id[i:j])
-        terminals, terminal_codes = _codes(txs.terminal_id[i:j])
-        t_us, amount = txs.t_us[i:j], txs.amount[i:j]
-        look_back = max(self.spec.history_days * US_PER_DAY, US_PER_HOUR)
-        history = self.state.recent_events(customers, terminals, int(t_us[0]) - look_back, int(t_us[-1]))
-        rows = run_features(self.spec, history, customer_codes, terminal_codes, t_us, amount)
-        if rows is None:  # amounts the exact sums do not cover: the reference path, row by row
-            for k in range(i, j):
-                self._score_row(txs, k, out, conflicts, True)
-            return
-        out[i:j] = rows
-        self.state.observe_many(
-            zip(
-                txs.transaction_id[i:j],
-                txs.customer_id[i:j],
-                txs.terminal_id[i:j],
-                t_us.tolist(),
-                amount.tolist(),
-                repeat(None),
-                strict=False,
-            )
-        )
 
     def result_frame(self, ids: list[str], rows: np.ndarray) -> pl.DataFrame:
         """Score feature rows column-wise: :data:`RESULT_SCHEMA` rows, the same values as :meth:`results`.
@@ -556,13 +485,21 @@ class Scorer:
             txs, rows = txs.take(keep), rows[keep]
         return ScoredBatch(received, self.result_frame(txs.transaction_id, rows), errors, txs)
 
-    def apply_labels(self, labels: list[FeedbackItem]) -> list[bool]:
-        """Late labels into the online state (terminal risk features); whether each transaction was known."""
+    def apply_labels(
+        self, labels: list[FeedbackItem], label_us: int | None = None, source: str = "feedback"
+    ) -> list[bool]:
+        """Label events into the online state (terminal risk); whether each transaction was known.
+
+        The labels are known from ``label_us`` (default: now), so terminal risk uses them only for
+        transactions at or after that time, as offline (``data.labels``).
+        """
+        if label_us is None:
+            label_us = to_epoch_us(datetime.now(UTC))
         known: list[bool] = []
         for start in range(0, len(labels), STATE_CHUNK_ROWS):  # lock per chunk, as for batches
             with self.state.transaction():
                 chunk = labels[start : start + STATE_CHUNK_ROWS]
-                known += [self.state.add_label(item.transaction_id, item.is_fraud) for item in chunk]
+                known += [self.state.add_label(item.transaction_id, item.is_fraud, label_us, source) for item in chunk]
         return known
 
     def summary(self) -> dict[str, Any]:

@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
 import numpy as np
 import polars as pl
 
-from features.definitions import FeatureSpec, RecentEvents, online_features
+from features.definitions import FeatureSpec, online_features
 
-#: One observed transaction: (transaction_id, customer_id, terminal_id, t_us, amount, label or None).
-Event = tuple[str, str, str, int, float, int | None]
+#: One observed transaction: (transaction_id, customer_id, terminal_id, t_us, amount, label or None, and the
+#: label's time in µs or None). A label without a time is known ``spec.label_delay_days`` after the transaction.
+Event = tuple[str, str, str, int, float, int | None, int | None]
 
 #: The snapshot layout (:meth:`FeatureStore.load_snapshot`; written by ``MemoryFeatureStore.to_frame``).
 STATE_SCHEMA = {
@@ -31,8 +32,16 @@ STATE_SCHEMA = {
     "terminal_id": pl.String(),
     "amount": pl.Float64(),
     "is_fraud": pl.Int8(),
+    "label_us": pl.Int64(),
 }
-SNAPSHOT_COLUMNS = ("transaction_id", "customer_id", "terminal_id", "t_us", "amount", "is_fraud")
+SNAPSHOT_COLUMNS = ("transaction_id", "customer_id", "terminal_id", "t_us", "amount", "is_fraud", "label_us")
+
+
+def snapshot_rows(frame: pl.DataFrame) -> pl.DataFrame:
+    """A snapshot's :data:`SNAPSHOT_COLUMNS` (one written before labels had a time gets null ``label_us``)."""
+    if "label_us" not in frame.columns:
+        frame = frame.with_columns(label_us=pl.lit(None, pl.Int64))
+    return frame.select(SNAPSHOT_COLUMNS)
 
 
 class FeatureStore(ABC):
@@ -65,8 +74,8 @@ class FeatureStore(ABC):
         """Count and amount sum of the customer's events with ``lo < t <= hi``."""
 
     @abstractmethod
-    def terminal_window(self, terminal_id: str, lo: int, hi: int) -> tuple[int, float]:
-        """Count and known-fraud count of the terminal's events with ``lo < t <= hi``."""
+    def terminal_window(self, terminal_id: str, lo: int, hi: int, known_at: int) -> tuple[int, float]:
+        """Count of the terminal's events with ``lo < t <= hi`` and how many are fraud as known at ``known_at``."""
 
     @abstractmethod
     def pair_count(self, customer_id: str, terminal_id: str, lo: int, hi: int) -> int:
@@ -90,9 +99,10 @@ class FeatureStore(ABC):
         t_us: int,
         amount: float,
         label: int | None = None,
+        label_us: int | None = None,
     ) -> bool:
         """Add a transaction; returns False (and changes nothing) if already seen."""
-        return self.record((transaction_id, customer_id, terminal_id, t_us, amount, label))
+        return self.record((transaction_id, customer_id, terminal_id, t_us, amount, label, label_us))
 
     @abstractmethod
     def record(self, event: Event) -> bool:
@@ -103,24 +113,14 @@ class FeatureStore(ABC):
         return [event for event in events if self.record(event)]
 
     @abstractmethod
-    def recent_events(self, customers: Sequence[str], terminals: Sequence[str], lo: int, hi: int) -> RecentEvents:
-        """The events of ``customers`` and of ``terminals`` with ``lo < t <= hi``, as arrays (for a batch's windows).
-
-        Keys come back as indices into ``customers`` and ``terminals``; see
-        :class:`features.definitions.RecentEvents`. A Redis store would answer it with one range read per key.
-        """
-
     @abstractmethod
-    def keeps_history_for(self, t_us: int) -> bool:
-        """Whether a transaction at ``t_us`` still finds every event its windows reach (not evicted yet).
+    def add_label(self, transaction_id: str, label: int, label_us: int, source: str = "feedback") -> bool:
+        """Record a label event known from ``label_us``; returns False if the transaction is unknown.
 
-        False for a transaction later than the eviction slack behind the newest event: what it sees then
-        depends on how far eviction has got, so a batch scores such a row the one-at-a-time way.
+        Events are kept, not overwritten: the label as known at t is the newest event by then
+        (``data.labels``' rule: label time, then source rank, then arrival). Recording the same event
+        again changes nothing.
         """
-
-    @abstractmethod
-    def add_label(self, transaction_id: str, label: int) -> bool:
-        """Record a late label; returns False if the transaction is unknown."""
 
     @abstractmethod
     def evict(self) -> int:

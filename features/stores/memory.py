@@ -15,14 +15,14 @@ import bisect
 import heapq
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-import numpy as np
 import polars as pl
 
-from features.definitions import ORDER_COLUMNS, US_PER_DAY, FeatureSpec, RecentEvents
-from features.stores.base import SNAPSHOT_COLUMNS, STATE_SCHEMA, Event, FeatureStore
+from data.labels import SOURCE_RANK, labels_as_of
+from features.definitions import ORDER_COLUMNS, US_PER_DAY, FeatureSpec
+from features.stores.base import STATE_SCHEMA, Event, FeatureStore, snapshot_rows
 
 #: Events recorded in bulk between two eviction passes.
 EVICT_EVERY = 4096
@@ -77,8 +77,14 @@ class MemoryFeatureStore(FeatureStore):
         self._customers: dict[str, _Series] = {}
         self._terminals: dict[str, _Series] = {}
         self._terminal_codes: dict[str, int] = {}  # terminal id -> small int (kept in the customers' series)
-        # transaction_id -> (customer_id, terminal_id, t_us, amount, label or None).
-        self._seen: dict[str, tuple[str, str, int, float, int | None]] = {}
+        # transaction_id -> (customer_id, terminal_id, t_us, amount, label or None, label_us or None): the newest label.
+        self._seen: dict[str, tuple[str, str, int, float, int | None, int | None]] = {}
+        # Label events (label_us, source rank, arrival, is_fraud), sorted: transactions with more than one event.
+        self._labels: dict[str, list[tuple[int, int, int, int]]] = {}
+        self._label_arrivals = 0
+        # Per terminal, the (t_us, transaction_id) of its transactions that have a fraud event, sorted.
+        self._frauds: dict[str, list[tuple[int, str]]] = {}
+        self._default_delay_us = spec.label_delay_days * US_PER_DAY
         self._by_time: list[tuple[int, str]] = []  # heap of (t_us, transaction_id): what to evict first
         self._newest_us: int | None = None
         self._recorded_since_eviction = 0
@@ -101,10 +107,32 @@ class MemoryFeatureStore(FeatureStore):
         series = self._customers.get(customer_id)
         return series.window(lo, hi) if series else (0, 0.0)
 
-    def terminal_window(self, terminal_id: str, lo: int, hi: int) -> tuple[int, float]:
-        """Count and known frauds of the terminal's events in ``(lo, hi]``."""
+    def terminal_window(self, terminal_id: str, lo: int, hi: int, known_at: int) -> tuple[int, float]:
+        """Count of the terminal's events in ``(lo, hi]`` and how many are fraud as known at ``known_at``."""
         series = self._terminals.get(terminal_id)
-        return series.window(lo, hi) if series else (0, 0.0)
+        if not series:
+            return 0, 0.0
+        count = bisect.bisect_right(series.times, hi) - bisect.bisect_right(series.times, lo)
+        frauds = self._frauds.get(terminal_id)
+        if not frauds:
+            return count, 0.0
+        i = bisect.bisect_right(frauds, (lo, "\uffff"))
+        j = bisect.bisect_right(frauds, (hi, "\uffff"))
+        label_at = self.label_at
+        return count, float(sum(1 for _, tid in frauds[i:j] if label_at(tid, known_at) == 1))
+
+    def label_at(self, transaction_id: str, at_us: int) -> int | None:
+        """The transaction's label as known at ``at_us`` (``data.labels``' rule), None when none is known yet."""
+        events = self._labels.get(transaction_id)
+        if events is None:
+            entry = self._seen.get(transaction_id)
+            if entry is None or entry[4] is None or entry[5] > at_us:  # type: ignore[operator]
+                return None
+            return entry[4]
+        for label_us, _, _, label in reversed(events):
+            if label_us <= at_us:
+                return label
+        return None
 
     def pair_count(self, customer_id: str, terminal_id: str, lo: int, hi: int) -> int:
         """Visits of the customer to the terminal in ``(lo, hi]``."""
@@ -126,13 +154,17 @@ class MemoryFeatureStore(FeatureStore):
 
     def record(self, event: Event) -> bool:
         """Add a transaction to the state; False (and nothing changes) if already seen."""
-        transaction_id, customer_id, terminal_id, t_us, amount, label = event
+        transaction_id, customer_id, terminal_id, t_us, amount, label, label_us = event
         if transaction_id in self._seen:
             return False
         code = self._terminal_codes.setdefault(terminal_id, len(self._terminal_codes))
         self._customers.setdefault(customer_id, _Series()).insert(t_us, amount, code)
-        self._terminals.setdefault(terminal_id, _Series()).insert(t_us, float(label or 0))
-        self._seen[transaction_id] = (customer_id, terminal_id, t_us, amount, label)
+        self._terminals.setdefault(terminal_id, _Series()).insert(t_us, 0.0)
+        if label is not None and label_us is None:
+            label_us = t_us + self._default_delay_us
+        self._seen[transaction_id] = (customer_id, terminal_id, t_us, amount, label, label_us)
+        if label == 1:
+            bisect.insort(self._frauds.setdefault(terminal_id, []), (t_us, transaction_id))
         heapq.heappush(self._by_time, (t_us, transaction_id))
         if self._newest_us is None or t_us > self._newest_us:
             self._newest_us = t_us
@@ -149,12 +181,13 @@ class MemoryFeatureStore(FeatureStore):
             entry = self._seen.pop(transaction_id, None)
             if entry is None:
                 continue
-            customer_id, terminal_id, _, amount, label = entry
+            customer_id, terminal_id, t_us, amount, _, _ = entry
+            self._forget_labels(transaction_id, terminal_id, t_us)
             code = self._terminal_codes[terminal_id]
             # Every older event is gone already: this one is among each series' first events (those at its time).
             for index, key, value, mark in (
                 (self._customers, customer_id, amount, code),
-                (self._terminals, terminal_id, float(label or 0), 0),
+                (self._terminals, terminal_id, 0.0, 0),
             ):
                 series = index[key]
                 i = 0
@@ -164,14 +197,28 @@ class MemoryFeatureStore(FeatureStore):
                 if not series.times:
                     del index[key]
 
+    def _forget_labels(self, transaction_id: str, terminal_id: str, t_us: int) -> None:
+        """Drop an evicted transaction's label events and its place among its terminal's frauds."""
+        self._labels.pop(transaction_id, None)
+        frauds = self._frauds.get(terminal_id)
+        if frauds:
+            i = bisect.bisect_left(frauds, (t_us, transaction_id))
+            if i < len(frauds) and frauds[i] == (t_us, transaction_id):
+                del frauds[i]
+                if not frauds:
+                    del self._frauds[terminal_id]
+
     def observe_many(self, events: Iterable[Event]) -> list[Event]:
         """Record events (those already seen are skipped) in one pass per customer and terminal; returns the new ones.
 
         A whole eviction pass runs every :data:`EVICT_EVERY` events recorded this way.
         """
-        seen, new = self._seen, []
+        seen, new, delay = self._seen, [], self._default_delay_us
         for event in events:
             if event[0] not in seen:
+                label, label_us = event[5], event[6]
+                if label is not None and label_us is None:
+                    event = (*event[:6], event[3] + delay)
                 seen[event[0]] = event[1:]
                 new.append(event)
         start = 0
@@ -207,7 +254,15 @@ class MemoryFeatureStore(FeatureStore):
             series = self._terminals.get(terminal_id)
             if series is None:
                 series = self._terminals[terminal_id] = _Series()
-            series.extend([e[3] for e in rows], [float(e[5] or 0) for e in rows], [0] * len(rows))
+            series.extend([e[3] for e in rows], [0.0] * len(rows), [0] * len(rows))
+            fraud = [(e[3], e[0]) for e in rows if e[5] == 1]
+            if fraud:
+                known = self._frauds.setdefault(terminal_id, [])
+                if known and known[-1] > fraud[0]:
+                    known += fraud
+                    known.sort()
+                else:
+                    known += fraud
         heap = self._by_time
         for event in events:
             heapq.heappush(heap, (event[3], event[0]))
@@ -215,57 +270,10 @@ class MemoryFeatureStore(FeatureStore):
         if self._newest_us is None or newest > self._newest_us:
             self._newest_us = newest
 
-    def recent_events(self, customers: Sequence[str], terminals: Sequence[str], lo: int, hi: int) -> RecentEvents:
-        """The events of ``customers`` and of ``terminals`` with ``lo < t <= hi`` as arrays (keys as list indices)."""
-        counts: list[int] = []
-        times: list[int] = []
-        amounts: list[float] = []
-        keys: list[int] = []
-        right = bisect.bisect_right
-        for customer_id in customers:
-            series = self._customers.get(customer_id)
-            if series is None:
-                counts.append(0)
-                continue
-            i, j = right(series.times, lo), right(series.times, hi)
-            counts.append(j - i)
-            times += series.times[i:j]
-            amounts += series.values[i:j]
-            keys += series.keys[i:j]
-        lookup = np.full(len(self._terminal_codes) + 1, -1, dtype=np.int64)
-        term_counts: list[int] = []
-        term_times: list[int] = []
-        labels: list[float] = []
-        for index, terminal_id in enumerate(terminals):
-            code = self._terminal_codes.get(terminal_id)
-            if code is not None:
-                lookup[code] = index
-            series = self._terminals.get(terminal_id)
-            if series is None:
-                term_counts.append(0)
-                continue
-            i, j = right(series.times, lo), right(series.times, hi)
-            term_counts.append(j - i)
-            term_times += series.times[i:j]
-            labels += series.values[i:j]
-        return RecentEvents(
-            customer=np.repeat(np.arange(len(customers), dtype=np.int64), counts),
-            customer_t_us=np.array(times, dtype=np.int64),
-            customer_amount=np.array(amounts, dtype=np.float64),
-            customer_terminal=lookup[np.array(keys, dtype=np.int64)],
-            terminal=np.repeat(np.arange(len(terminals), dtype=np.int64), term_counts),
-            terminal_t_us=np.array(term_times, dtype=np.int64),
-            terminal_label=np.array(labels, dtype=np.float64).astype(np.int64),
-        )
-
     @property
     def cutoff_us(self) -> int | None:
         """Events at or before this time are evicted (None while the store is empty)."""
         return None if self._newest_us is None else self._newest_us - self.horizon_us
-
-    def keeps_history_for(self, t_us: int) -> bool:
-        """Whether ``t_us`` is within :data:`EVICTION_SLACK_US` of the newest event (see the base class)."""
-        return self._newest_us is None or t_us >= self._newest_us - EVICTION_SLACK_US
 
     def evict(self) -> int:
         """Forget the events at or before :attr:`cutoff_us`; returns how many."""
@@ -283,6 +291,7 @@ class MemoryFeatureStore(FeatureStore):
                 evicted += 1
                 customers.add(entry[0])
                 terminals.add(entry[1])
+                self._forget_labels(transaction_id, entry[1], entry[2])
         for index, keys in ((self._customers, customers), (self._terminals, terminals)):
             for key in keys:
                 series = index[key]
@@ -291,31 +300,62 @@ class MemoryFeatureStore(FeatureStore):
                     del index[key]
         return evicted
 
-    def add_label(self, transaction_id: str, label: int) -> bool:
-        """Record a late label; returns False if the transaction is unknown to the state."""
+    def add_label(self, transaction_id: str, label: int, label_us: int, source: str = "feedback") -> bool:
+        """Record a label event (see the base class); False if the transaction is unknown to the state."""
         entry = self._seen.get(transaction_id)
         if entry is None:
             return False
-        customer_id, terminal_id, t_us, amount, old = entry
-        if old == label:
+        customer_id, terminal_id, t_us, amount, old, old_us = entry
+        rank = SOURCE_RANK.get(source, -1)
+        events = self._labels.get(transaction_id)
+        if events is None:
+            if old is None:
+                events = []
+            elif (old, old_us) == (label, label_us):
+                return True  # the same event again (e.g. a worker catching up with the shared log)
+            else:
+                # The label that came with the transaction ranks below any label event at the same time.
+                events = [(old_us, -1, 0, old)]  # type: ignore[list-item]
+            self._labels[transaction_id] = events
+        elif any(e[0] == label_us and e[1] == rank and e[3] == label for e in events):
             return True
-        series = self._terminals[terminal_id]
-        i = bisect.bisect_left(series.times, t_us)
-        # Several events may share the time; relabel one that carries the old value.
-        while series.times[i] == t_us and series.values[i] != float(old or 0):
-            i += 1
-        series.values[i] = float(label)
-        self._seen[transaction_id] = (customer_id, terminal_id, t_us, amount, label)
+        self._label_arrivals += 1
+        bisect.insort(events, (label_us, rank, self._label_arrivals, label))
+        newest = events[-1]
+        self._seen[transaction_id] = (customer_id, terminal_id, t_us, amount, newest[3], newest[0])
+        if label == 1:  # among the terminal's fraud candidates from now on (once)
+            frauds, key = self._frauds.setdefault(terminal_id, []), (t_us, transaction_id)
+            i = bisect.bisect_left(frauds, key)
+            if i == len(frauds) or frauds[i] != key:
+                frauds.insert(i, key)
         return True
 
     @classmethod
-    def from_transactions(cls, transactions: pl.DataFrame, spec: FeatureSpec) -> MemoryFeatureStore:
-        """Build the state from canonical transactions (only the history the features need)."""
+    def from_transactions(
+        cls, transactions: pl.DataFrame, spec: FeatureSpec, labels: pl.DataFrame | None = None
+    ) -> MemoryFeatureStore:
+        """Build the state from canonical transactions (only the history the features need).
+
+        Labels: the newest of ``labels`` (label events) per transaction; without them the transactions'
+        ``is_fraud``, known ``spec.label_delay_days`` after each transaction.
+        """
         state = cls(spec)
         df = transactions.sort(*ORDER_COLUMNS)
         if df.height:
             newest = df["tx_datetime"].max()
             df = df.filter(pl.col("tx_datetime") > newest - pl.duration(days=spec.history_days))  # type: ignore[operator]
+        if labels is not None:  # the newest event of each transaction, with its time
+            known = labels_as_of(labels).select(
+                "transaction_id", pl.col("is_fraud").alias("_label"), pl.col("label_time").dt.epoch("us").alias("_us")
+            )
+            df = df.join(known, on="transaction_id", how="left", maintain_order="left")
+        else:
+            df = df.with_columns(
+                _label=pl.col("is_fraud"),
+                _us=pl.when(pl.col("is_fraud").is_not_null()).then(
+                    pl.col("tx_datetime").dt.epoch("us") + spec.label_delay_days * US_PER_DAY
+                ),
+            )
         state.observe_many(
             df.select(
                 "transaction_id",
@@ -323,7 +363,8 @@ class MemoryFeatureStore(FeatureStore):
                 "terminal_id",
                 pl.col("tx_datetime").dt.epoch("us").alias("t_us"),
                 "amount",
-                "is_fraud",
+                "_label",
+                "_us",
             ).iter_rows()
         )
         return state
@@ -333,13 +374,13 @@ class MemoryFeatureStore(FeatureStore):
         rows = [(tid, *event) for tid, event in self._seen.items()]
         return pl.DataFrame(
             rows,
-            schema=["transaction_id", "customer_id", "terminal_id", "t_us", "amount", "is_fraud"],
+            schema=["transaction_id", "customer_id", "terminal_id", "t_us", "amount", "is_fraud", "label_us"],
             orient="row",
         ).cast(STATE_SCHEMA)  # type: ignore[arg-type]
 
     def load_snapshot(self, frame: pl.DataFrame) -> bool:
         """Observe a snapshot written by :meth:`to_frame` (events already known are skipped)."""
-        self.observe_many(frame.sort("t_us", "transaction_id").select(SNAPSHOT_COLUMNS).iter_rows())
+        self.observe_many(snapshot_rows(frame.sort("t_us", "transaction_id")).iter_rows())
         return True
 
     @classmethod

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from features.definitions import FeatureSpec, RecentEvents
-from features.stores.base import SNAPSHOT_COLUMNS, Event, FeatureStore
+from features.definitions import FeatureSpec
+from features.stores.base import Event, FeatureStore, snapshot_rows
 from features.stores.memory import EVICT_EVERY, MemoryFeatureStore
 
 _SCHEMA = """
@@ -39,12 +39,15 @@ CREATE TABLE IF NOT EXISTS events (
     terminal_id TEXT NOT NULL,
     t_us INTEGER NOT NULL,
     amount REAL NOT NULL,
-    is_fraud INTEGER
+    is_fraud INTEGER,
+    label_us INTEGER
 );
 CREATE TABLE IF NOT EXISTS labels (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     transaction_id TEXT NOT NULL,
-    is_fraud INTEGER NOT NULL
+    is_fraud INTEGER NOT NULL,
+    label_us INTEGER NOT NULL DEFAULT 0,
+    source TEXT NOT NULL DEFAULT 'feedback'
 );
 CREATE TABLE IF NOT EXISTS snapshots (digest TEXT PRIMARY KEY, rows INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS events_by_time ON events (t_us);
@@ -59,7 +62,23 @@ _EVICT_LABELS = (
     "DELETE FROM labels WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.transaction_id = labels.transaction_id)"
 )
 
-_INSERT = "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?)"
+_INSERT = "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?)"
+#: Columns added since the first layout (a state file written before label times gets them, null).
+_ADDED_COLUMNS = {
+    "events": (("label_us", "INTEGER"),),
+    "labels": (("label_us", "INTEGER NOT NULL DEFAULT 0"), ("source", "TEXT NOT NULL DEFAULT 'feedback'")),
+}
+
+
+def _add_missing_columns(db: sqlite3.Connection, schema: str = "main") -> None:
+    """Bring a state file of the earlier layout up to date (ALTER TABLE ADD COLUMN; cheap, idempotent)."""
+    for table, columns in _ADDED_COLUMNS.items():
+        have = {row[1] for row in db.execute(f"PRAGMA {schema}.table_info({table})")}
+        for name, declaration in columns:
+            if have and name not in have:
+                db.execute(f"ALTER TABLE {schema}.{table} ADD COLUMN {name} {declaration}")
+
+
 #: Rows one eviction transaction deletes: a write that waits for it waits about a millisecond.
 EVICT_CHUNK_ROWS = 200
 #: How often a worker's background thread checkpoints the WAL into the database file. SQLite's automatic
@@ -134,6 +153,7 @@ class SQLiteFeatureStore(FeatureStore):
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        _add_missing_columns(self._db)
         # Checkpoints (and the file's eviction) run in a background thread, not in the request that crosses a threshold.
         self._db.execute("PRAGMA wal_autocheckpoint=0")
         self._maintenance = _Maintenance(path, self)
@@ -154,20 +174,21 @@ class SQLiteFeatureStore(FeatureStore):
         self._db.execute("BEGIN")  # a read snapshot: the events and the labels agree with each other
         try:
             events = self._db.execute(
-                "SELECT rowid, transaction_id, customer_id, terminal_id, t_us, amount, is_fraud"
+                "SELECT rowid, transaction_id, customer_id, terminal_id, t_us, amount, is_fraud, label_us"
                 " FROM events WHERE rowid > ? ORDER BY rowid",
                 (self._events_seen,),
             ).fetchall()
             labels = self._db.execute(
-                "SELECT seq, transaction_id, is_fraud FROM labels WHERE seq > ? ORDER BY seq", (self._labels_seen,)
+                "SELECT seq, transaction_id, is_fraud, label_us, source FROM labels WHERE seq > ? ORDER BY seq",
+                (self._labels_seen,),
             ).fetchall()
         finally:
             self._db.execute("COMMIT")
         if events:
             self._mirror.observe_many(row[1:] for row in events)
             self._events_seen = events[-1][0]
-        for _, tid, label in labels:
-            self._mirror.add_label(tid, label)  # events carry their label already: re-applying is a no-op
+        for _, tid, label, label_us, source in labels:
+            self._mirror.add_label(tid, label, label_us, source)  # an event already known is not added twice
         if labels:
             self._labels_seen = labels[-1][0]
 
@@ -186,9 +207,9 @@ class SQLiteFeatureStore(FeatureStore):
         """Count and amount sum of the customer's events in ``(lo, hi]``."""
         return self._mirror.customer_window(customer_id, lo, hi)
 
-    def terminal_window(self, terminal_id: str, lo: int, hi: int) -> tuple[int, float]:
-        """Count and known frauds of the terminal's events in ``(lo, hi]``."""
-        return self._mirror.terminal_window(terminal_id, lo, hi)
+    def terminal_window(self, terminal_id: str, lo: int, hi: int, known_at: int) -> tuple[int, float]:
+        """Count of the terminal's events in ``(lo, hi]`` and how many are fraud as known at ``known_at``."""
+        return self._mirror.terminal_window(terminal_id, lo, hi, known_at)
 
     def pair_count(self, customer_id: str, terminal_id: str, lo: int, hi: int) -> int:
         """Visits of the customer to the terminal in ``(lo, hi]``."""
@@ -197,14 +218,6 @@ class SQLiteFeatureStore(FeatureStore):
     def previous_time(self, customer_id: str, t_us: int, strictly_before: bool) -> int | None:
         """Latest customer event time before ``t_us``."""
         return self._mirror.previous_time(customer_id, t_us, strictly_before)
-
-    def recent_events(self, customers: Sequence[str], terminals: Sequence[str], lo: int, hi: int) -> RecentEvents:
-        """The mirror's events of these customers and terminals in ``(lo, hi]`` (see the base class)."""
-        return self._mirror.recent_events(customers, terminals, lo, hi)
-
-    def keeps_history_for(self, t_us: int) -> bool:
-        """Whether this worker's mirror still holds every event ``t_us``'s windows reach."""
-        return self._mirror.keeps_history_for(t_us)
 
     def features(
         self, transaction_id: str, customer_id: str, terminal_id: str, t_us: int, amount: float, when: datetime
@@ -283,23 +296,33 @@ class SQLiteFeatureStore(FeatureStore):
             self._db.execute("ROLLBACK")
             raise
 
-    def add_label(self, transaction_id: str, label: int) -> bool:
-        """Record a late label (for every worker); False if the transaction is unknown."""
+    def add_label(self, transaction_id: str, label: int, label_us: int, source: str = "feedback") -> bool:
+        """Record a label event (for every worker); False if the transaction is unknown.
+
+        The events row keeps the newest label (by label time) for snapshots and carry-over; the labels
+        table keeps every event, which each worker's mirror replays.
+        """
         self._db.execute("BEGIN IMMEDIATE")
         try:
             known = (
-                self._db.execute(
-                    "UPDATE events SET is_fraud = ? WHERE transaction_id = ?", (label, transaction_id)
-                ).rowcount
-                == 1
+                self._db.execute("SELECT 1 FROM events WHERE transaction_id = ?", (transaction_id,)).fetchone()
+                is not None
             )
             if known:
-                self._db.execute("INSERT INTO labels (transaction_id, is_fraud) VALUES (?, ?)", (transaction_id, label))
+                self._db.execute(
+                    "UPDATE events SET is_fraud = ?, label_us = ?"
+                    " WHERE transaction_id = ? AND (label_us IS NULL OR label_us <= ?)",
+                    (label, label_us, transaction_id, label_us),
+                )
+                self._db.execute(
+                    "INSERT INTO labels (transaction_id, is_fraud, label_us, source) VALUES (?, ?, ?, ?)",
+                    (transaction_id, label, label_us, source),
+                )
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
-        if known and not self._mirror.add_label(transaction_id, label):
+        if known and not self._mirror.add_label(transaction_id, label, label_us, source):
             self.refresh()  # another worker's event since our last refresh: reading it brings its label too
         return known
 
@@ -310,7 +333,7 @@ class SQLiteFeatureStore(FeatureStore):
         others see its digest and skip. Returns whether this call loaded it. Either way the mirror
         then holds the file's whole state.
         """
-        rows = frame.select(SNAPSHOT_COLUMNS)
+        rows = snapshot_rows(frame)
         digest = hashlib.sha256(rows.hash_rows().to_numpy().tobytes()).hexdigest()
         self._db.execute("BEGIN IMMEDIATE")  # one loader at a time
         try:
@@ -338,11 +361,13 @@ class SQLiteFeatureStore(FeatureStore):
                 continue
             self._db.execute("ATTACH DATABASE ? AS previous", (str(source),))
             try:
+                columns = {row[1] for row in self._db.execute("PRAGMA previous.table_info(events)")}
+                label_us = "label_us" if "label_us" in columns else "NULL"  # a file of the earlier layout
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
                     copied += self._db.execute(
                         "INSERT OR IGNORE INTO events SELECT transaction_id, customer_id, terminal_id, t_us, amount,"
-                        " is_fraud FROM previous.events WHERE t_us > ? ORDER BY t_us, transaction_id",
+                        f" is_fraud, {label_us} FROM previous.events WHERE t_us > ? ORDER BY t_us, transaction_id",
                         (after_us,),
                     ).rowcount
                     self._db.execute("COMMIT")

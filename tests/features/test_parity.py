@@ -146,7 +146,8 @@ def test_online_features_match_offline_for_10k_consecutive_transactions(small_tr
         got = state.features(tid, cust, term, t_us, amount, when)
         worst = max(worst, float(np.abs(got - expected[i]).max()))
         state.observe(tid, cust, term, t_us, amount)
-        state.add_label(tid, label)  # the label arrives later; features only use it after the delay
+        # The label arrives later: known once the transaction is a delay old, as the offline default.
+        state.add_label(tid, label, t_us + spec.label_delay_days * 86_400_000_000, "dataset")
     assert held_out.height == 10_000
     assert worst <= 1e-6
 
@@ -168,12 +169,15 @@ def test_late_label_updates_terminal_risk_after_the_delay(label: int) -> None:
     spec = FeatureSpec()
     state = MemoryFeatureStore(spec)
     state.observe("a", "c1", "t1", to_epoch_us(T0), 10.0)
-    assert state.add_label("a", label)
-    later = T0 + timedelta(days=spec.label_delay_days, hours=1)
-    row = state.features("b", "c2", "t1", to_epoch_us(later), 5.0, later)
+    known_at = T0 + timedelta(days=spec.label_delay_days, minutes=30)
+    assert state.add_label("a", label, to_epoch_us(known_at))
     names = spec.feature_names
-    assert row[names.index("terminal_id_risk_1day_window")] == float(label)
-    assert not state.add_label("unknown", 1)
+    risk = names.index("terminal_id_risk_1day_window")
+    before = known_at - timedelta(minutes=1)  # in the window already, but the label is not known yet
+    assert state.features("b", "c2", "t1", to_epoch_us(before), 5.0, before)[risk] == 0.0
+    for later in (known_at, known_at + timedelta(minutes=20)):  # known from its label time on, inclusive
+        assert state.features("b", "c2", "t1", to_epoch_us(later), 5.0, later)[risk] == float(label)
+    assert not state.add_label("unknown", 1, to_epoch_us(known_at))
 
 
 def test_rescoring_a_transaction_that_shares_its_instant_gives_the_same_vector() -> None:
@@ -184,3 +188,119 @@ def test_rescoring_a_transaction_that_shares_its_instant_gives_the_same_vector()
     before = state.features("second", "c1", "t1", t, 20.0, T0)
     state.observe("second", "c1", "t1", t, 20.0)
     np.testing.assert_array_equal(before, state.features("second", "c1", "t1", t, 20.0, T0))
+
+
+# --- labels as their own stream: each known from its own label_time ------------------------------------
+
+#: (hour offset of the label from T0, transaction index, is_fraud, source): labels out of order, before or
+#: after their transaction's window, at the same instant as transactions, contradicting each other.
+label_events = st.lists(
+    st.tuples(
+        st.integers(0, 30 * 24),
+        st.integers(0, 59),
+        st.sampled_from([0, 1]),
+        st.sampled_from(["dataset", "chargeback", "feedback", "analyst"]),
+    ),
+    max_size=80,
+)
+stream_events = st.lists(
+    st.tuples(
+        st.integers(0, 26 * 24),  # within the store's horizon: eviction plays no part here
+        st.sampled_from(["c1", "c2", "c3"]),
+        st.sampled_from(["t1", "t2"]),
+        st.floats(0, 500, allow_nan=False),
+    ),
+    min_size=2,
+    max_size=60,
+)
+
+
+def _stream(
+    events: list[tuple[int, str, str, float]], labels: list[tuple[int, int, int, str]]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    from data.labels import as_label_events
+
+    rows = [(f"e{i:03d}", T0 + timedelta(hours=h), c, t, a, None) for i, (h, c, t, a) in enumerate(events)]
+    label_rows = [(rows[k % len(rows)][0], y, T0 + timedelta(hours=h), source) for h, k, y, source in labels]
+    frame_of_labels = pl.DataFrame(
+        label_rows, schema=["transaction_id", "is_fraud", "label_time", "source"], orient="row"
+    ).cast({"is_fraud": pl.Int8, "label_time": pl.Datetime("us", "UTC")})
+    return frame(rows), as_label_events(frame_of_labels)
+
+
+TERMINAL_NAMES = [n for n in FeatureSpec(label_delay_days=1).feature_names if n.startswith("terminal_id_")]
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+@given(events=stream_events, labels=label_events, order_seed=st.integers(0, 2**16))
+def test_online_terminal_risk_reads_each_label_as_known_at_the_time_like_offline(
+    kind: str, tmp_path_factory: pytest.TempPathFactory, events: list, labels: list, order_seed: int
+) -> None:
+    """Partial, late, out-of-order, same-instant and contradicting labels: online = offline, bit for bit."""
+    from features.stores.sqlite import SQLiteFeatureStore
+
+    spec = FeatureSpec(label_delay_days=1)  # short delay: many labels fall inside the windows
+    transactions, label_frame = _stream(events, labels)
+    offline = compute_features(transactions, spec, labels=label_frame).sort("transaction_id")
+    if kind == "memory":
+        store: MemoryFeatureStore | SQLiteFeatureStore = MemoryFeatureStore(spec)
+    else:
+        store = SQLiteFeatureStore(tmp_path_factory.mktemp("labels") / "state.sqlite", spec)
+    rng = np.random.default_rng(order_seed)
+    rows = list(transactions.iter_rows())
+    for i in rng.permutation(len(rows)):  # transactions arrive out of order
+        tid, when, cust, term, amount, _ = rows[i]
+        store.observe(tid, cust, term, to_epoch_us(when), amount)
+    label_rows = list(label_frame.iter_rows())
+    for i in rng.permutation(len(label_rows)):  # and the labels too: each keeps its own label_time
+        tid, y, label_time, source, _, _ = label_rows[i]
+        assert store.add_label(tid, y, to_epoch_us(label_time), source)
+    names = spec.feature_names
+    for tid, when, cust, term, amount, _ in sorted(rows):
+        online = store.features(tid, cust, term, to_epoch_us(when), amount, when)
+        want = offline.filter(pl.col("transaction_id") == tid).select(TERMINAL_NAMES).row(0)
+        got = tuple(float(online[names.index(n)]) for n in TERMINAL_NAMES)
+        assert got == want, (tid, got, want)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(events=stream_events, labels=label_events, later=label_events, cut_hour=st.integers(0, 30 * 24))
+def test_labels_given_after_t_change_no_feature_and_no_label_as_of_t(
+    events: list, labels: list, later: list, cut_hour: int
+) -> None:
+    """Adding label events with label_time > T changes no feature of a transaction up to T, nor any label as of T."""
+    from data.labels import labels_as_of, with_labels_as_of
+
+    spec = FeatureSpec(label_delay_days=1)
+    cut = T0 + timedelta(hours=cut_hour)
+    transactions, known = _stream(events, labels)
+    _, extra = _stream(events, later)
+    extra = extra.with_columns(label_time=pl.col("label_time") + (cut - T0) + timedelta(microseconds=1))
+    more = pl.concat([known, extra])
+    up_to_cut = pl.col("tx_datetime") <= cut
+    names = ["transaction_id", *spec.feature_names]
+    assert (
+        compute_features(transactions, spec, labels=known)
+        .filter(up_to_cut)
+        .select(names)
+        .equals(compute_features(transactions, spec, labels=more).filter(up_to_cut).select(names))
+    )
+    # Labels as of the cut (the training split, the monitor, promotion read these) do not move either.
+    assert labels_as_of(known, cut).equals(labels_as_of(more, cut))
+    assert with_labels_as_of(transactions, known, cut).equals(with_labels_as_of(transactions, more, cut))
+    # And building features "as of the cut" ignores the later events whatever the rows' times.
+    assert compute_features(transactions, spec, labels=more, labels_as_of=cut).equals(
+        compute_features(transactions, spec, labels=pl.concat([known.filter(pl.col("label_time") <= cut)]))
+    )
+
+
+def test_explicit_dataset_label_events_give_the_default_features(small_transactions: pl.DataFrame) -> None:
+    """The is_fraud column stands for dataset events known a delay after each transaction: the same features."""
+    from data.labels import dataset_labels
+
+    spec = FeatureSpec()
+    events = dataset_labels(small_transactions, spec.label_delay_days)
+    assert compute_features(small_transactions, spec).equals(compute_features(small_transactions, spec, labels=events))

@@ -27,7 +27,7 @@ def test_sqlite_store_reproduces_offline_features(tmp_path: Path, small_transact
         t_us = to_epoch_us(when)
         worst = max(worst, float(np.abs(store.features(tid, cust, term, t_us, amount, when) - expected[i]).max()))
         assert store.observe(tid, cust, term, t_us, amount)
-        store.add_label(tid, label)
+        store.add_label(tid, label, t_us + spec.label_delay_days * 86_400_000_000, "dataset")
     assert worst <= 1e-6
 
 
@@ -66,7 +66,7 @@ def test_a_second_worker_process_sees_what_the_first_observed(tmp_path: Path, sm
     store = SQLiteFeatureStore(path, spec)
     assert len(store) == 4_000
     reference = MemoryFeatureStore(spec)
-    reference.observe_many((*r, None) for r in rows)
+    reference.observe_many((*r, None, None) for r in rows)
     tid, when, cust, term, amount, _ = ordered.select(COLUMNS).row(4_000)
     t_us = to_epoch_us(when)
     np.testing.assert_allclose(
@@ -91,17 +91,24 @@ def test_batches_land_whole_and_labels_reach_every_worker(tmp_path: Path) -> Non
     assert len(b) == 3 and b.customer_window("c1", t0 - day, t0 + day) == (3, 30.0)
     assert not b.observe("tx0", "c1", "t1", t0, 10.0)  # already known: not counted twice
 
-    assert a.add_label("tx1", 1)
+    at = t0 + day  # when the labels are known
+    assert a.add_label("tx1", 1, at)
     b.refresh()
-    assert b.terminal_window("t1", t0 - day, t0 + day) == (3, 1.0)
+    assert b.terminal_window("t1", t0 - day, t0 + day, at) == (3, 1.0)
+    assert b.terminal_window("t1", t0 - day, t0 + day, at - 1) == (3, 0.0)  # not known yet just before
     # b labels a transaction a wrote after b's last refresh: b catches up first.
     assert a.observe("tx9", "c2", "t1", t0 + 9, 5.0)
-    assert b.add_label("tx9", 1) and not b.add_label("unknown", 1)
+    assert b.add_label("tx9", 1, at) and not b.add_label("unknown", 1, at)
     a.refresh()
-    assert a.terminal_window("t1", t0 - day, t0 + day) == (4, 2.0)
+    assert a.terminal_window("t1", t0 - day, t0 + day, at) == (4, 2.0)
+    # An analyst clears tx1 later: both labels are kept, each applies from its own time.
+    assert a.add_label("tx1", 0, at + day, "analyst")
     # A third worker starting now reads the labels with the events.
     c = SQLiteFeatureStore(tmp_path / "shared.sqlite", spec)
-    assert c.terminal_window("t1", t0 - day, t0 + day) == (4, 2.0)
+    for store in (a, b, c):
+        store.refresh()
+        assert store.terminal_window("t1", t0 - day, t0 + day, at) == (4, 2.0)
+        assert store.terminal_window("t1", t0 - day, t0 + day, at + day) == (4, 1.0)
 
 
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
@@ -154,7 +161,7 @@ def test_a_new_model_version_carries_what_the_previous_one_scored(
     v1 = open_store("sqlite", spec, snapshot, v1_path)
     for tid, when, cust, term, amount, _ in rows[:200]:
         v1.observe(tid, cust, term, to_epoch_us(when), amount)
-    v1.add_label(rows[0][0], 1)
+    v1.add_label(rows[0][0], 1, to_epoch_us(rows[0][1]) + 3_600_000_000)
     v2 = open_store("sqlite", spec, snapshot, v2_path, carry_from=[v1_path])
     assert all(v2.knows(tid) for tid, *_ in rows[:200])
     assert v2.event(rows[0][0]) == v1.event(rows[0][0]) and len(v2) == len(v1)
