@@ -15,7 +15,9 @@ Definitions (all windows are half-open ``(t - w, t]`` on event time):
   transaction never leaks into an earlier one.
 - ``terminal_id_nb_tx_{w}day_window`` / ``terminal_id_risk_{w}day_window``: the terminal's
   transactions in ``(t - d - w, t - d]`` with ``d`` the label delay, and the share of them
-  known to be fraud. Labels younger than the delay are never used.
+  known to be fraud *as known at t* (``data.labels``: a label counts from its own label_time; a
+  dataset's own labels are known ``d`` days after their transaction, so with them every label in the
+  window is known, as in the handbook).
 
 Behavioural features (``feature_set="extended"``, the default; ``"baseline"`` is the handbook's 15),
 with ``W`` the longest window (30 days by default):
@@ -29,6 +31,15 @@ with ``W`` the longest window (30 days by default):
   terminal in ``(t - W, t]``, else 0.
 - ``customer_nb_tx_1hour_window``: the customer's transactions in the last hour, the current one
   included (velocity; card testing is a burst of payments).
+
+Label-aware features (``feature_set="labels"``: the extended set plus two that read labels as soon as
+they are known, with no fixed delay; what faster investigator labels can buy, see docs/quality.md):
+
+- ``customer_known_frauds_{W}day``: the customer's earlier transactions in ``(t - W, t)`` known to be
+  fraud at ``t`` (a card confirmed compromised yesterday by an analyst; with only delayed dataset
+  labels, only frauds at least the delay old).
+- ``terminal_id_known_risk_7day``: the share of the terminal's earlier transactions in ``(t - 7d, t)``
+  known to be fraud at ``t`` (0 when there are none).
 
 How (NumPy, no per-window joins): rows are sorted once by (time, transaction id), then grouped by
 customer and by terminal with one stable sort each. Where a window starts is one binary search over
@@ -51,7 +62,9 @@ from data.labels import OPEN_END_US, fraud_intervals
 US_PER_DAY = 86_400 * 1_000_000
 US_PER_HOUR = 3_600 * 1_000_000
 ORDER_COLUMNS = ("tx_datetime", "transaction_id")
-FEATURE_SETS = ("baseline", "extended")
+FEATURE_SETS = ("baseline", "extended", "labels")
+#: The window of the label-aware features (``feature_set="labels"``) on terminals.
+KNOWN_RISK_DAYS = 7
 
 
 @dataclass(frozen=True)
@@ -86,6 +99,13 @@ class FeatureSpec:
         ]
 
     @property
+    def label_aware_names(self) -> list[str]:
+        """The features that read labels as soon as they are known (``feature_set="labels"``), else empty."""
+        if self.feature_set != "labels":
+            return []
+        return [f"customer_known_frauds_{self.longest_window_days}day", f"terminal_id_known_risk_{KNOWN_RISK_DAYS}day"]
+
+    @property
     def feature_names(self) -> list[str]:
         """Model input columns, in order."""
         names = ["tx_amount", "tx_during_weekend", "tx_during_night"]
@@ -93,7 +113,7 @@ class FeatureSpec:
             names += [f"customer_id_nb_tx_{w}day_window", f"customer_id_avg_amount_{w}day_window"]
         for w in self.windows_days:
             names += [f"terminal_id_nb_tx_{w}day_window", f"terminal_id_risk_{w}day_window"]
-        return names + self.behavioural_names
+        return names + self.behavioural_names + self.label_aware_names
 
     @property
     def history_days(self) -> int:
@@ -263,6 +283,8 @@ def compute_features(
     else:
         intervals = fraud_intervals(labels, labels_as_of)
     frauds = _KnownFrauds(df, terminal_codes, intervals, timeline)
+    if spec.feature_set == "labels":
+        customer_frauds = _KnownFrauds(df, customer_codes, intervals, timeline)
 
     columns: dict[str, np.ndarray] = {}
     windows: dict[str, np.ndarray] = {}  # customer windows in customers' grouped output order
@@ -283,8 +305,18 @@ def compute_features(
             risk = frauds.count(delay_us, w * US_PER_DAY) / terminals.to_rows(term_n)
             columns[f"terminal_id_nb_tx_{w}day_window"] = terminals.to_rows(term_n)
             columns[f"terminal_id_risk_{w}day_window"] = np.where(np.isnan(risk), 0.0, risk)
-        if spec.feature_set == "extended":
+        if spec.feature_set != "baseline":
             columns |= _behavioural(spec, customers, terminals, windows, amount, customer_codes, terminal_codes)
+        if spec.feature_set == "labels":
+            # No delay: earlier transactions in (t - w, t), each counted once its fraud label is known at t.
+            longest, recent = spec.longest_window_days * US_PER_DAY, KNOWN_RISK_DAYS * US_PER_DAY
+            known_name, risk_name = spec.label_aware_names
+            columns[known_name] = customer_frauds.count(1, longest - 1).astype(np.float64)
+            recent_n = terminals.to_rows(
+                (terminals.last_at_or_before(1) - terminals.last_at_or_before(recent)).astype(np.float64)
+            )
+            recent_risk = frauds.count(1, recent - 1) / recent_n
+            columns[risk_name] = np.where(np.isnan(recent_risk), 0.0, recent_risk)
     out = df.slice(first_row).with_columns(
         tx_amount=pl.col("amount"),
         tx_during_weekend=pl.col("tx_datetime").dt.weekday() >= 6,
@@ -297,7 +329,7 @@ def compute_features(
 
 
 class _KnownFrauds:
-    """Per output row, the frauds known at its time among its terminal's transactions in a delayed window.
+    """Per output row, the frauds known at its time among its key's (terminal's, customer's) transactions in a window.
 
     A transaction at ``x`` with a fraud interval ``[from, until)`` (``data.labels.fraud_intervals``) counts
     for a row of its terminal at ``t`` in the window ``(t - d - w, t - d]`` when its label is fraud as known
@@ -306,7 +338,7 @@ class _KnownFrauds:
     (terminal, time) packed in one int64 (times as ranks among every time involved, so it always fits).
     """
 
-    def __init__(self, df: pl.DataFrame, terminal_codes: np.ndarray, intervals: pl.DataFrame, timeline: _Timeline):
+    def __init__(self, df: pl.DataFrame, codes: np.ndarray, intervals: pl.DataFrame, timeline: _Timeline):
         rows = (
             df.select("transaction_id")
             .with_row_index("row")
@@ -314,15 +346,15 @@ class _KnownFrauds:
             .select("row", "fraud_from_us", "fraud_until_us")
         )
         row = rows["row"].to_numpy().astype(np.int64)
-        self.key = terminal_codes[row].astype(np.int64)
+        self.key = codes[row].astype(np.int64)
         self.x = timeline.t_us[row]
         self.since = rows["fraud_from_us"].to_numpy()
         self.until = rows["fraud_until_us"].to_numpy()
         self.out_t = timeline.t_us[timeline.first_row :]
-        self.out_key = terminal_codes[timeline.first_row :].astype(np.int64)
+        self.out_key = codes[timeline.first_row :].astype(np.int64)
 
     def count(self, delay_us: int, window_us: int) -> np.ndarray:
-        """Per output row (row order), the known frauds among its terminal's transactions in the window."""
+        """Per output row (row order), the known frauds among its key's transactions in ``(t - d - w, t - d]``."""
         if not len(self.x):
             return np.zeros(len(self.out_t), dtype=np.int64)
         begin = np.maximum(self.x + delay_us, self.since)
@@ -416,6 +448,10 @@ class WindowQueries(Protocol):
         """Events of this customer at this terminal with ``lo < t <= hi``."""
         ...
 
+    def customer_known_frauds(self, customer_id: str, lo: int, hi: int, known_at: int) -> float:
+        """The customer's events with ``lo < t <= hi`` that are fraud as known at ``known_at``."""
+        ...
+
     def previous_time(self, customer_id: str, t_us: int, strictly_before: bool) -> int | None:
         """Latest event time of the customer before ``t_us`` (``<=`` unless ``strictly_before``)."""
         ...
@@ -447,9 +483,15 @@ def online_features(
     for w in spec.windows_days:
         n, frauds = store.terminal_window(terminal_id, hi - w * US_PER_DAY, hi, t_us)
         row += [float(n), frauds / n if n else 0.0]
-    if spec.feature_set == "extended":
+    if spec.feature_set != "baseline":
         longest = windows[spec.longest_window_days]
         row += _online_behavioural(store, customer_id, terminal_id, t_us, amount, seen, longest)
+    if spec.feature_set == "labels":
+        row.append(
+            store.customer_known_frauds(customer_id, t_us - spec.longest_window_days * US_PER_DAY, t_us - 1, t_us)
+        )
+        n, frauds = store.terminal_window(terminal_id, t_us - KNOWN_RISK_DAYS * US_PER_DAY, t_us - 1, t_us)
+        row.append(frauds / n if n else 0.0)
     return np.asarray(row, dtype=np.float64)
 
 

@@ -82,6 +82,10 @@ class FeatureStore(ABC):
         """Events of this customer at this terminal with ``lo < t <= hi``."""
 
     @abstractmethod
+    def customer_known_frauds(self, customer_id: str, lo: int, hi: int, known_at: int) -> float:
+        """The customer's events with ``lo < t <= hi`` that are fraud as known at ``known_at``."""
+
+    @abstractmethod
     def previous_time(self, customer_id: str, t_us: int, strictly_before: bool) -> int | None:
         """Latest event time of the customer before ``t_us`` (``<=`` unless ``strictly_before``)."""
 

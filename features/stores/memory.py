@@ -69,6 +69,17 @@ class _Series:
         del self.times[:i], self.values[:i], self.keys[:i]
 
 
+def _merge_candidates(index: dict[str, list[tuple[int, str]]], key: str, new: list[tuple[int, str]]) -> None:
+    """Add new (t_us, id) fraud candidates (given in time order) to ``index[key]``, kept sorted."""
+    if not new:
+        return
+    new.sort()  # same-instant events by id: the order every lookup (bisect on (t_us, id)) relies on
+    candidates = index.setdefault(key, [])
+    candidates += new
+    if len(candidates) > len(new) and candidates[-len(new) - 1] > new[0]:
+        candidates.sort()
+
+
 class MemoryFeatureStore(FeatureStore):
     """Embedded in-process feature state (one worker; the fastest)."""
 
@@ -84,6 +95,7 @@ class MemoryFeatureStore(FeatureStore):
         self._label_arrivals = 0
         # Per terminal, the (t_us, transaction_id) of its transactions that have a fraud event, sorted.
         self._frauds: dict[str, list[tuple[int, str]]] = {}
+        self._customer_frauds: dict[str, list[tuple[int, str]]] = {}  # the same, per customer
         self._default_delay_us = spec.label_delay_days * US_PER_DAY
         self._by_time: list[tuple[int, str]] = []  # heap of (t_us, transaction_id): what to evict first
         self._newest_us: int | None = None
@@ -113,13 +125,20 @@ class MemoryFeatureStore(FeatureStore):
         if not series:
             return 0, 0.0
         count = bisect.bisect_right(series.times, hi) - bisect.bisect_right(series.times, lo)
-        frauds = self._frauds.get(terminal_id)
-        if not frauds:
-            return count, 0.0
-        i = bisect.bisect_right(frauds, (lo, "\uffff"))
-        j = bisect.bisect_right(frauds, (hi, "\uffff"))
+        return count, self._known_frauds(self._frauds.get(terminal_id), lo, hi, known_at)
+
+    def customer_known_frauds(self, customer_id: str, lo: int, hi: int, known_at: int) -> float:
+        """The customer's events in ``(lo, hi]`` that are fraud as known at ``known_at``."""
+        return self._known_frauds(self._customer_frauds.get(customer_id), lo, hi, known_at)
+
+    def _known_frauds(self, candidates: list[tuple[int, str]] | None, lo: int, hi: int, known_at: int) -> float:
+        """Among (t_us, id) fraud candidates in ``(lo, hi]``, those whose label as known at ``known_at`` is fraud."""
+        if not candidates:
+            return 0.0
+        i = bisect.bisect_right(candidates, (lo, "\uffff"))
+        j = bisect.bisect_right(candidates, (hi, "\uffff"))
         label_at = self.label_at
-        return count, float(sum(1 for _, tid in frauds[i:j] if label_at(tid, known_at) == 1))
+        return float(sum(1 for _, tid in candidates[i:j] if label_at(tid, known_at) == 1))
 
     def label_at(self, transaction_id: str, at_us: int) -> int | None:
         """The transaction's label as known at ``at_us`` (``data.labels``' rule), None when none is known yet."""
@@ -164,7 +183,7 @@ class MemoryFeatureStore(FeatureStore):
             label_us = t_us + self._default_delay_us
         self._seen[transaction_id] = (customer_id, terminal_id, t_us, amount, label, label_us)
         if label == 1:
-            bisect.insort(self._frauds.setdefault(terminal_id, []), (t_us, transaction_id))
+            self._add_candidate(customer_id, terminal_id, t_us, transaction_id)
         heapq.heappush(self._by_time, (t_us, transaction_id))
         if self._newest_us is None or t_us > self._newest_us:
             self._newest_us = t_us
@@ -182,7 +201,7 @@ class MemoryFeatureStore(FeatureStore):
             if entry is None:
                 continue
             customer_id, terminal_id, t_us, amount, _, _ = entry
-            self._forget_labels(transaction_id, terminal_id, t_us)
+            self._forget_labels(transaction_id, customer_id, terminal_id, t_us)
             code = self._terminal_codes[terminal_id]
             # Every older event is gone already: this one is among each series' first events (those at its time).
             for index, key, value, mark in (
@@ -197,16 +216,27 @@ class MemoryFeatureStore(FeatureStore):
                 if not series.times:
                     del index[key]
 
-    def _forget_labels(self, transaction_id: str, terminal_id: str, t_us: int) -> None:
-        """Drop an evicted transaction's label events and its place among its terminal's frauds."""
+    def _add_candidate(self, customer_id: str, terminal_id: str, t_us: int, transaction_id: str) -> None:
+        """A transaction with a fraud event joins its customer's and its terminal's fraud candidates (once)."""
+        entry = (t_us, transaction_id)
+        for index, key in ((self._frauds, terminal_id), (self._customer_frauds, customer_id)):
+            candidates = index.setdefault(key, [])
+            i = bisect.bisect_left(candidates, entry)
+            if i == len(candidates) or candidates[i] != entry:
+                candidates.insert(i, entry)
+
+    def _forget_labels(self, transaction_id: str, customer_id: str, terminal_id: str, t_us: int) -> None:
+        """Drop an evicted transaction's label events and its place among the fraud candidates."""
         self._labels.pop(transaction_id, None)
-        frauds = self._frauds.get(terminal_id)
-        if frauds:
-            i = bisect.bisect_left(frauds, (t_us, transaction_id))
-            if i < len(frauds) and frauds[i] == (t_us, transaction_id):
-                del frauds[i]
-                if not frauds:
-                    del self._frauds[terminal_id]
+        entry = (t_us, transaction_id)
+        for index, key in ((self._frauds, terminal_id), (self._customer_frauds, customer_id)):
+            candidates = index.get(key)
+            if candidates:
+                i = bisect.bisect_left(candidates, entry)
+                if i < len(candidates) and candidates[i] == entry:
+                    del candidates[i]
+                    if not candidates:
+                        del index[key]
 
     def observe_many(self, events: Iterable[Event]) -> list[Event]:
         """Record events (those already seen are skipped) in one pass per customer and terminal; returns the new ones.
@@ -250,19 +280,13 @@ class MemoryFeatureStore(FeatureStore):
             if series is None:
                 series = self._customers[customer_id] = _Series()
             series.extend([e[3] for e in rows], [e[4] for e in rows], [codes[e[2]] for e in rows])
+            _merge_candidates(self._customer_frauds, customer_id, [(e[3], e[0]) for e in rows if e[5] == 1])
         for terminal_id, rows in by_terminal.items():
             series = self._terminals.get(terminal_id)
             if series is None:
                 series = self._terminals[terminal_id] = _Series()
             series.extend([e[3] for e in rows], [0.0] * len(rows), [0] * len(rows))
-            fraud = [(e[3], e[0]) for e in rows if e[5] == 1]
-            if fraud:
-                known = self._frauds.setdefault(terminal_id, [])
-                if known and known[-1] > fraud[0]:
-                    known += fraud
-                    known.sort()
-                else:
-                    known += fraud
+            _merge_candidates(self._frauds, terminal_id, [(e[3], e[0]) for e in rows if e[5] == 1])
         heap = self._by_time
         for event in events:
             heapq.heappush(heap, (event[3], event[0]))
@@ -291,7 +315,7 @@ class MemoryFeatureStore(FeatureStore):
                 evicted += 1
                 customers.add(entry[0])
                 terminals.add(entry[1])
-                self._forget_labels(transaction_id, entry[1], entry[2])
+                self._forget_labels(transaction_id, entry[0], entry[1], entry[2])
         for index, keys in ((self._customers, customers), (self._terminals, terminals)):
             for key in keys:
                 series = index[key]
@@ -317,17 +341,16 @@ class MemoryFeatureStore(FeatureStore):
                 # The label that came with the transaction ranks below any label event at the same time.
                 events = [(old_us, -1, 0, old)]  # type: ignore[list-item]
             self._labels[transaction_id] = events
-        elif any(e[0] == label_us and e[1] == rank and e[3] == label for e in events):
-            return True
+        else:
+            tied = [e for e in events if e[0] == label_us and e[1] == rank]
+            if tied and tied[-1][3] == label:  # the same event again: it would change nothing
+                return True
         self._label_arrivals += 1
         bisect.insort(events, (label_us, rank, self._label_arrivals, label))
         newest = events[-1]
         self._seen[transaction_id] = (customer_id, terminal_id, t_us, amount, newest[3], newest[0])
-        if label == 1:  # among the terminal's fraud candidates from now on (once)
-            frauds, key = self._frauds.setdefault(terminal_id, []), (t_us, transaction_id)
-            i = bisect.bisect_left(frauds, key)
-            if i == len(frauds) or frauds[i] != key:
-                frauds.insert(i, key)
+        if label == 1:  # among the fraud candidates from now on
+            self._add_candidate(customer_id, terminal_id, t_us, transaction_id)
         return True
 
     @classmethod

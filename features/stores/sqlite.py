@@ -215,6 +215,10 @@ class SQLiteFeatureStore(FeatureStore):
         """Visits of the customer to the terminal in ``(lo, hi]``."""
         return self._mirror.pair_count(customer_id, terminal_id, lo, hi)
 
+    def customer_known_frauds(self, customer_id: str, lo: int, hi: int, known_at: int) -> float:
+        """The customer's events in ``(lo, hi]`` that are fraud as known at ``known_at``."""
+        return self._mirror.customer_known_frauds(customer_id, lo, hi, known_at)
+
     def previous_time(self, customer_id: str, t_us: int, strictly_before: bool) -> int | None:
         """Latest customer event time before ``t_us``."""
         return self._mirror.previous_time(customer_id, t_us, strictly_before)

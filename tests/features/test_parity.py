@@ -228,7 +228,9 @@ def _stream(
     return frame(rows), as_label_events(frame_of_labels)
 
 
-TERMINAL_NAMES = [n for n in FeatureSpec(label_delay_days=1).feature_names if n.startswith("terminal_id_")]
+#: The features that read labels: terminal risk (delayed) and the label-aware set's two (no delay).
+LABEL_SPEC = FeatureSpec(label_delay_days=1, feature_set="labels")  # short delay: many labels fall in the windows
+TERMINAL_NAMES = [n for n in LABEL_SPEC.feature_names if n.startswith("terminal_id_") or "known" in n]
 
 
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
@@ -242,7 +244,7 @@ def test_online_terminal_risk_reads_each_label_as_known_at_the_time_like_offline
     """Partial, late, out-of-order, same-instant and contradicting labels: online = offline, bit for bit."""
     from features.stores.sqlite import SQLiteFeatureStore
 
-    spec = FeatureSpec(label_delay_days=1)  # short delay: many labels fall inside the windows
+    spec = LABEL_SPEC
     transactions, label_frame = _stream(events, labels)
     offline = compute_features(transactions, spec, labels=label_frame).sort("transaction_id")
     if kind == "memory":
@@ -254,9 +256,9 @@ def test_online_terminal_risk_reads_each_label_as_known_at_the_time_like_offline
     for i in rng.permutation(len(rows)):  # transactions arrive out of order
         tid, when, cust, term, amount, _ = rows[i]
         store.observe(tid, cust, term, to_epoch_us(when), amount)
-    label_rows = list(label_frame.iter_rows())
-    for i in rng.permutation(len(label_rows)):  # and the labels too: each keeps its own label_time
-        tid, y, label_time, source, _, _ = label_rows[i]
+    # Labels in the order they were recorded (out of label_time order: the strategy draws times at random);
+    # the recorded order breaks ties between same-time, same-source events, offline as online.
+    for tid, y, label_time, source, _, _ in label_frame.iter_rows():
         assert store.add_label(tid, y, to_epoch_us(label_time), source)
     names = spec.feature_names
     for tid, when, cust, term, amount, _ in sorted(rows):
@@ -274,7 +276,7 @@ def test_labels_given_after_t_change_no_feature_and_no_label_as_of_t(
     """Adding label events with label_time > T changes no feature of a transaction up to T, nor any label as of T."""
     from data.labels import labels_as_of, with_labels_as_of
 
-    spec = FeatureSpec(label_delay_days=1)
+    spec = LABEL_SPEC
     cut = T0 + timedelta(hours=cut_hour)
     transactions, known = _stream(events, labels)
     _, extra = _stream(events, later)
