@@ -84,6 +84,12 @@ class Settings(BaseSettings):
     monitor_dir: Path | None = Field(
         None, description="Prediction logs (JSON lines per worker); default $BENTOML_HOME/monitoring."
     )
+    alert_capacity: int = Field(
+        100,
+        ge=1,
+        le=10_000,
+        description="Alerts the analysts can investigate per day (k of CP@k): GET /alerts lists at most k cards a day.",
+    )
     id_hash_salt: SecretStr | None = Field(
         None,
         description="Salt of the customer-id hash in logs, monitoring and artifacts; default a random one per home.",
@@ -108,7 +114,7 @@ class Settings(BaseSettings):
 
     @property
     def feedback_path(self) -> Path:
-        """The SQLite log of labels received through ``/feedback``."""
+        """The service's SQLite log: transactions it scored and label events (``/feedback``, analysts' verdicts)."""
         return self.feedback_db or self.bentoml_home / "feedback" / "feedback.sqlite"
 
     @property

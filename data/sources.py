@@ -12,11 +12,15 @@ from pathlib import Path
 import polars as pl
 
 from data.contract import CANONICAL_SCHEMA, SCENARIO_COLUMN
+from data.labels import LABEL_COLUMNS, REQUIRED_LABEL_COLUMNS
 
 #: Column added by :func:`to_canonical_frame`: why a row's values could not be parsed (or null).
 PARSE_ERRORS = "parse_errors"
 #: Column added by :func:`read_table` for CSV: a row whose line has the wrong number of fields.
 RAGGED = "_ragged_line"
+#: Columns added by :func:`to_label_frame`: the raw text of ``is_fraud`` and ``label_time`` (for reasons).
+IS_FRAUD_TEXT = "_is_fraud_text"
+LABEL_TIME_TEXT = "_label_time_text"
 #: Prefix of source columns kept as optional attributes (not used as features).
 ATTRIBUTE_PREFIX = "attr_"
 
@@ -32,6 +36,7 @@ class SourceFormat(StrEnum):
     canonical = "canonical"
     handbook = "handbook"
     sparkov = "sparkov"
+    labels = "labels"
 
 
 # Foreign column -> canonical column.
@@ -193,3 +198,55 @@ def _parse_datetime(col: pl.Expr, dtype: pl.DataType | None) -> pl.Expr:
         text.str.to_datetime("%Y-%m-%d %H:%M", strict=False, time_unit="us"),
     )
     return pl.coalesce(aware.dt.convert_time_zone("UTC"), naive.dt.replace_time_zone("UTC")).cast(target)
+
+
+#: Transaction columns whose presence makes a file a transaction file, not a label file.
+_TRANSACTION_ONLY = {"tx_datetime", "customer_id", "terminal_id", "amount"}
+
+
+def is_label_file(columns: list[str]) -> bool:
+    """A label file: ``transaction_id`` and ``is_fraud``, no transaction columns (``tx_datetime``, ``amount``, ...)."""
+    present = set(columns)
+    return set(REQUIRED_LABEL_COLUMNS) <= present and not present & _TRANSACTION_ONLY
+
+
+def to_label_frame(raw: pl.DataFrame) -> pl.DataFrame:
+    """Map a label file (``transaction_id, is_fraud[, label_time][, source][, reviewer][, note]``) to typed columns.
+
+    ``transaction_id``, ``source``, ``reviewer`` and ``note`` become stripped text (empty = null);
+    ``label_time`` is parsed like ``tx_datetime`` (unparseable = null). :data:`IS_FRAUD_TEXT` and
+    :data:`LABEL_TIME_TEXT` keep the raw text so validation can say what a bad value was; ``is_fraud``
+    itself is validated there. Raises :class:`SourceError` for missing or unknown columns.
+    """
+    missing = [c for c in REQUIRED_LABEL_COLUMNS if c not in raw.columns]
+    if missing:
+        raise SourceError(f"label file: missing columns {missing}")
+    unknown = sorted(set(raw.columns) - set(LABEL_COLUMNS) - _INDEX_COLUMNS - {RAGGED})
+    if unknown:
+        raise SourceError(f"label file: unknown columns {unknown[:12]}; expected {list(LABEL_COLUMNS)}")
+
+    def text(column: str) -> pl.Expr:
+        if column not in raw.columns:
+            return pl.lit(None, dtype=pl.String)
+        return pl.col(column).cast(pl.String).str.strip_chars().replace("", None)
+
+    exprs = [
+        text("transaction_id").alias("transaction_id"),
+        text("is_fraud").alias(IS_FRAUD_TEXT),
+        (
+            pl.coalesce(  # a date alone is its midnight UTC
+                _parse_datetime(pl.col("label_time"), raw.schema["label_time"]),
+                text("label_time")
+                .str.to_datetime("%Y-%m-%d", strict=False, time_unit="us", time_zone="UTC")
+                .cast(CANONICAL_SCHEMA["tx_datetime"]),
+            )
+            if "label_time" in raw.columns
+            else pl.lit(None, dtype=CANONICAL_SCHEMA["tx_datetime"])
+        ).alias("label_time"),
+        text("label_time").alias(LABEL_TIME_TEXT),
+        text("source").alias("source"),
+        text("reviewer").alias("reviewer"),
+        text("note").alias("note"),
+        (pl.col(RAGGED) if RAGGED in raw.columns else pl.lit(None, dtype=pl.String)).alias(PARSE_ERRORS),
+    ]
+    return raw.select(exprs)

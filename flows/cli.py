@@ -7,9 +7,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -119,14 +119,52 @@ def _reported(what: str, *kinds: type[Exception], code: int = 2) -> Iterator[Non
 DRIFT_NAMES = ("amount-inflation", "terminal-burst", "card-testing")  # data.simulator.DRIFT_PRESETS
 
 
+def _live_config(
+    seed: int,
+    capacity: int | None,
+    investigation_delay: tuple[float, float] | None,
+    chargeback_delay: tuple[float, float] | None,
+    chargeback_peak: float | None,
+    label_seed: int | None,
+) -> Any:
+    """The live mode's :class:`data.live.LiveLabelConfig` from the options (unset ones: their defaults)."""
+    from pydantic import ValidationError
+
+    from data.live import DEFAULT_CAPACITY, LiveLabelConfig
+
+    fields: dict[str, Any] = {
+        "capacity": capacity if capacity is not None else getattr(_settings(), "alert_capacity", DEFAULT_CAPACITY),
+        "seed": seed if label_seed is None else label_seed,
+        "chargeback_peak_days": chargeback_peak,
+    }
+    if investigation_delay is not None:
+        fields["investigation_min_days"], fields["investigation_max_days"] = investigation_delay
+    if chargeback_delay is not None:
+        fields["chargeback_min_days"], fields["chargeback_max_days"] = chargeback_delay
+    try:
+        return LiveLabelConfig(**fields)
+    except ValidationError as exc:
+        raise typer.BadParameter("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
+
+
+DEFAULT_SIMULATED_DAYS = 120
+LIVE_ONLY = ("--capacity", "--investigation-delay", "--chargeback-delay", "--chargeback-peak", "--label-seed")
+
+
 @app.command()
 def simulate(
     customers: Customers = 1_000,
     terminals: Terminals = 2_000,
-    days: Days = 120,
+    days: Annotated[
+        int | None, typer.Option(min=1, help=f"Simulated days (default {DEFAULT_SIMULATED_DAYS}; --live: 1).")
+    ] = None,
     start: Annotated[
-        str, typer.Option(help="First simulated day (YYYY-MM-DD), or 'next': the day after the lake's newest.")
-    ] = "2026-04-01",
+        str | None,
+        typer.Option(
+            help="First simulated day (YYYY-MM-DD), or 'next': the day after the lake's newest "
+            "(default 2026-04-01; --live: next)."
+        ),
+    ] = None,
     origin: Annotated[
         str, typer.Option(help="First day of the world (keep it fixed when appending days).")
     ] = "2026-04-01",
@@ -135,12 +173,49 @@ def simulate(
         list[str] | None,
         typer.Option(help=f"Drift preset for these days, repeatable: {', '.join(DRIFT_NAMES)} (docs/data.md)."),
     ] = None,
-    land: Annotated[bool, typer.Option("--land", help="Ingest the file into the lake right away.")] = False,
+    land: Annotated[bool, typer.Option("--land", help="Ingest the file(s) into the lake right away.")] = False,
     out: Annotated[Path | None, typer.Option(help="Output .parquet or .csv (default: the home's inbox).")] = None,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live",
+            help="Production-like live mode: the next day WITHOUT labels, plus a label file of the events due by "
+            "its end (analyst verdicts on the champion's top-k cards, chargebacks of the other frauds); the truth "
+            "stays in <home>/simulator (docs/data.md, 'Simulator live mode').",
+        ),
+    ] = False,
+    capacity: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="--live: cards the analysts investigate per day, the top k by the champion's score "
+            "(default FRAUDOPS_ALERT_CAPACITY, 100).",
+        ),
+    ] = None,
+    investigation_delay: Annotated[
+        tuple[float, float] | None,
+        typer.Option(
+            min=0, help="--live: MIN MAX days from the end of the investigated day to the verdict (default 1 2)."
+        ),
+    ] = None,
+    chargeback_delay: Annotated[
+        tuple[float, float] | None,
+        typer.Option(min=0, help="--live: MIN MAX days from a fraud to its chargeback (default 7 45, uniform)."),
+    ] = None,
+    chargeback_peak: Annotated[
+        float | None,
+        typer.Option(min=0, help="--live: most likely chargeback delay in days (triangular; default: uniform)."),
+    ] = None,
+    label_seed: Annotated[
+        int | None,
+        typer.Option(help="--live: seed of the label delays (default: --seed); same seed and day, same labels."),
+    ] = None,
 ) -> None:
     """Generate transactions with the handbook-design simulator (canonical schema + scenario column).
 
-    Live mode: `fraudops simulate --start next --days 1 --land` appends the next day of the same world.
+    Appending: `fraudops simulate --start next --days 1 --land` appends the next day of the same world,
+    labels included. Production-like: `fraudops simulate --live --land` appends the next day without
+    labels and lands the label events known by its end (investigations, chargebacks) as a label file.
     """
     settings = _settings()
     from data.lake import Lake, write_parquet_atomic
@@ -150,6 +225,26 @@ def simulate(
         raise typer.BadParameter(f"{out.name!r} must end in .parquet or .csv", param_hint="--out")
     world_origin = _date(origin, "--origin")
     assert world_origin is not None
+    if live:
+        _simulate_live(
+            customers,
+            terminals,
+            days,
+            start,
+            world_origin,
+            seed,
+            drift,
+            land,
+            out,
+            _live_config(seed, capacity, investigation_delay, chargeback_delay, chargeback_peak, label_seed),
+        )
+        return
+    given = (capacity, investigation_delay, chargeback_delay, chargeback_peak, label_seed)
+    if any(value is not None for value in given):
+        options = ", ".join(o for o, v in zip(LIVE_ONLY, given, strict=True) if v is not None)
+        raise typer.BadParameter(f"{options} only apply to --live")
+    days = days or DEFAULT_SIMULATED_DAYS
+    start = start or "2026-04-01"
     if start == "next":
         newest = Lake(settings.home_dir).newest_day()
         first = world_origin if newest is None else date.fromordinal(newest.toordinal() + 1)
@@ -188,21 +283,91 @@ def simulate(
         _print_ingest(summary)
 
 
+def _simulate_live(
+    customers: int,
+    terminals: int,
+    days: int | None,
+    start: str | None,
+    origin: date,
+    seed: int,
+    drift: list[str] | None,
+    land: bool,
+    out: Path | None,
+    config: Any,
+) -> None:
+    """`fraudops simulate --live`: one day without labels and its due label events (the simulate flow's live mode)."""
+    from data.simulator import DRIFT_PRESETS
+    from data.sources import SourceError
+    from flows.pipeline import simulate_flow
+
+    if days not in (None, 1):
+        raise typer.BadParameter("--live emits one day per run", param_hint="--days")
+    if out is not None:
+        raise typer.BadParameter("--live writes its two files to the home's inbox", param_hint="--out")
+    unknown = [name for name in drift or () if name not in DRIFT_PRESETS]
+    if unknown:
+        raise typer.BadParameter(f"unknown drift preset {unknown[0]!r}; choose from {', '.join(DRIFT_PRESETS)}")
+    first = None if start in (None, "next") else _date(start, "--start")
+    with _reported("live simulation failed", SourceError, ValueError):
+        report = simulate_flow(customers, terminals, 1, first, seed, origin, drift, live=config, land=land)
+    assert isinstance(report, dict)
+    day = report["day"]
+    if report["model_version"] is None:
+        console.print(f"{day}: no champion yet, so no investigations (frauds come back as chargebacks only)")
+    else:
+        console.print(
+            f"{day}: champion v{report['model_version']} ranked the top {report['alerted_cards']:,} cards: "
+            f"{report['investigated']:,} transactions ({report['investigated_frauds']:,} frauds) investigated, "
+            f"verdicts {config.investigation_min_days:g}-{config.investigation_max_days:g} days after the day's end"
+        )
+    console.print(
+        f"wrote {report['transactions']:,} transactions of {day} without labels to {report['transactions_path']}"
+    )
+    if report["labels_path"]:
+        console.print(
+            f"wrote {report['emitted']:,} label events due by the end of {day} ({report['emitted_analyst']:,} analyst, "
+            f"{report['emitted_chargeback']:,} chargeback) to {report['labels_path']}"
+        )
+    else:
+        console.print(f"no label event due by the end of {day}: no label file")
+    console.print(f"{report['pending']:,} label events pending (kept by the simulator, not in the lake)")
+    for summary in (report["ingest"]["transactions"], report["ingest"]["labels"]):
+        if summary is not None:
+            _print_ingest(summary)
+
+
 def _print_ingest(summary: dict[str, Any]) -> None:
     console.print(
         f"read {summary['read']:,} = accepted {summary['accepted']:,} + duplicates {summary['duplicates']:,} "
         f"+ rejected {summary['rejected']:,}"
     )
+    if summary.get("kind") == "labels" or summary.get("labels_landed") or summary.get("label_duplicates"):
+        console.print(
+            f"labels: landed {summary['labels_landed']:,}, duplicates {summary['label_duplicates']:,}, "
+            f"contradictions {summary['contradictions']:,}, unknown transactions {summary['unknown_transactions']:,}"
+        )
+    if summary.get("service_log"):
+        log = summary["service_log"]
+        console.print(
+            f"service log: scored {log['scored_landed']:,} landed of {log['scored_read']:,}, "
+            f"labels {log['labels_landed']:,} landed of {log['labels_read']:,}"
+        )
     if summary["quarantine"]:
         console.print(f"rejected rows and reasons: {summary['quarantine']}")
 
 
 @app.command()
 def ingest(
-    path: Annotated[Path, typer.Argument(help="CSV or Parquet file to ingest.")],
-    source_format: Annotated[str, typer.Option("--format", help="auto, canonical, handbook or sparkov.")] = "auto",
+    path: Annotated[Path, typer.Argument(help="CSV or Parquet file to ingest (transactions or labels).")],
+    source_format: Annotated[
+        str, typer.Option("--format", help="auto, canonical, handbook, sparkov or labels.")
+    ] = "auto",
 ) -> None:
-    """Validate a file and land it in the lake; rejected rows go to quarantine with a reason."""
+    """Validate a file and land it in the lake; rejected rows go to quarantine with a reason.
+
+    A label file (`transaction_id, is_fraud[, label_time][, source][, reviewer][, note]`) is detected from
+    its columns and lands as label events.
+    """
     _settings()
     from data.sources import SourceError, SourceFormat
     from flows.pipeline import ingest_flow
@@ -215,6 +380,34 @@ def ingest(
     with _reported("ingest failed", SourceError, ValueError):
         summary = ingest_flow(str(path), source_format)
     _print_ingest(summary)
+
+
+lake_app = typer.Typer(help="The lake's Delta tables (transactions, label events).", no_args_is_help=True)
+app.add_typer(lake_app, name="lake")
+
+
+@lake_app.command("migrate")
+def lake_migrate(
+    from_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--from", help="Home holding the Parquet lake (lake/transactions/date=*/...; default: this home)."
+        ),
+    ] = None,
+) -> None:
+    """Import a Parquet lake into the Delta tables (its is_fraud as dataset labels), then move it aside."""
+    settings = _settings()
+    from data.lake import Lake
+
+    with _reported("migration failed", FileExistsError, ValueError):
+        report = Lake(settings.home_dir, settings.label_delay_days).migrate(from_dir)
+    if report.source is None:
+        console.print("no Parquet lake to migrate")
+        return
+    console.print(
+        f"migrated {report.files:,} partition files from {report.source}: {report.rows:,} rows, landed "
+        f"{report.landed:,} (+ {report.duplicates:,} already there), {report.labels_landed:,} label events"
+    )
 
 
 @app.command()
@@ -243,19 +436,31 @@ def train(
     alert_budget: Annotated[
         float, typer.Option(min=0.0001, max=1, help=_help(ThresholdPolicy, "alert_budget"))
     ] = _THRESHOLD.alert_budget,
+    as_of_version: Annotated[
+        str | None,
+        typer.Option(
+            help="A past run's 'transactions=N,labels=M,as_of=TIME' (its fraudops.as_of_version tag in MLflow): "
+            "read those Delta table versions with labels as known then, to reproduce its training set exactly."
+        ),
+    ] = None,
 ) -> None:
     """Train on the lake with a time split and the label delay; register the model as `challenger`.
 
-    By default all labelled history is used: labels are known up to the label delay before the
-    newest transaction. The GX feature suite gates training: when it fails, nothing is registered
+    Labels are read as known now: each transaction's newest label event by then, else genuine once the
+    label delay old, else pending (not trained on). By default all
+    labelled history is used. The GX feature suite gates training: when it fails, nothing is registered
     and the exit code is 3.
     """
     _settings()
-    from flows.pipeline import train_flow
+    from flows.pipeline import LakeSnapshot, train_flow
     from validation.features import FeatureValidationError
 
     if threshold_policy not in ("cost", "budget", "f1"):
         raise typer.BadParameter("expected cost, budget or f1", param_hint="--threshold-policy")
+    try:
+        snapshot = str(LakeSnapshot.parse(as_of_version)) if as_of_version else None
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--as-of-version") from None
     first, last = _date_range(start, end, ("--start", "--end"))
     with _reported("training refused", FeatureValidationError, code=3), _reported("training failed", ValueError):
         result = train_flow(
@@ -267,6 +472,7 @@ def train(
             from_champion=from_champion,
             search_budget_s=search_budget,
             threshold_policy=ThresholdPolicy(kind=threshold_policy, alert_budget=alert_budget),  # type: ignore[arg-type]
+            snapshot=snapshot,
         )
     m = result["metrics"]
     console.print(f"registered v{result['version']}: test AUC {m['test_auc']:.3f}, AP {m['test_ap']:.3f}")
@@ -385,13 +591,20 @@ def monitor(
 
 @app.command()
 def evaluate(
-    protocol: Annotated[str, typer.Option(help="A-strict, A-extended or B (docs/quality.md).")],
+    protocol: Annotated[
+        str,
+        typer.Option(help="A-strict, A-extended, A-feedback (next-day investigator labels) or B (docs/quality.md)."),
+    ],
     data: Annotated[Path, typer.Option(help="The handbook file (Parquet or CSV), e.g. ../shared/data/handbook/...")],
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Write the figures per model to this JSON file.")
     ] = None,
     feature_set: Annotated[
-        str, typer.Option(help="extended (19 features) or baseline (the published 15).")
+        str,
+        typer.Option(
+            help="extended (19 features), baseline (the published 15) or labels (extended + 2 that read labels "
+            "as soon as they are known)."
+        ),
     ] = "extended",
     budget_seconds: Annotated[float, typer.Option(min=0, help="Time budget of the hyperparameter search.")] = 300.0,
     max_trials: Annotated[int | None, typer.Option(min=1, help="Cap on search trials (reproducible runs).")] = None,
@@ -403,13 +616,14 @@ def evaluate(
     """
     _settings()
     from data.sources import SourceError
+    from features.definitions import FEATURE_SETS
     from flows.evaluate import evaluate_flow
     from model.protocols import PROTOCOLS
 
     if protocol not in PROTOCOLS:
         raise typer.BadParameter(f"expected one of {', '.join(PROTOCOLS)}", param_hint="--protocol")
-    if feature_set not in ("extended", "baseline"):
-        raise typer.BadParameter("expected extended or baseline", param_hint="--feature-set")
+    if feature_set not in FEATURE_SETS:
+        raise typer.BadParameter(f"expected one of {', '.join(FEATURE_SETS)}", param_hint="--feature-set")
     _input_file(data, "--data")
     with _reported("evaluation failed", SourceError, ValueError, RuntimeError):
         evaluate_flow(
@@ -436,8 +650,17 @@ def _worker_overrides(settings: Settings, workers: int | None) -> dict[str, str]
         raise typer.BadParameter(str(exc), param_hint="--workers") from None
 
 
-def _serve(bento: str, host: str, port: int, workers: int | None = None) -> None:
-    """Run `bentoml serve` with ``workers`` processes, wait for /readyz, print the URLs, stop it on Ctrl-C."""
+def _serve(
+    bento: str,
+    host: str,
+    port: int,
+    workers: int | None = None,
+    when_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Run `bentoml serve` with ``workers`` processes, wait for /readyz, print the URLs, stop it on Ctrl-C.
+
+    ``when_ready(base_url)`` runs once the service answers (the demo sends it a day of live traffic).
+    """
     import httpx
 
     settings = Settings()
@@ -469,6 +692,8 @@ def _serve(bento: str, host: str, port: int, workers: int | None = None) -> None
             '\'{"transaction_id":"t1","tx_datetime":"2026-07-29T12:00:00Z","customer_id":"7",'
             '"terminal_id":"11","amount":250}\''
         )
+        if when_ready is not None:
+            when_ready(base)
         console.print("Ctrl-C to stop.")
         proc.wait()
     except KeyboardInterrupt:
@@ -596,6 +821,14 @@ def demo(
     serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve the Bento when done.")] = True,
     host: Host = None,
     port: Port = None,
+    live_day: Annotated[
+        bool,
+        typer.Option(
+            "--live-day/--no-live-day",
+            help="Once serving, send the world's next day through /score_batch as live traffic (no labels), "
+            "so the UI's Alerts tab has a queue to work.",
+        ),
+    ] = True,
 ) -> None:
     """The main job: simulate -> ingest -> validate -> features -> train -> register -> promote -> build -> serve."""
     settings = _settings()
@@ -640,7 +873,40 @@ def demo(
     )
     console.print(table)
     if serve_after:
-        _serve(pkg["bento_tag"], host or settings.host, port or settings.port)
+        replay = (lambda base: _send_live_day(base, customers, terminals, first, days, seed)) if live_day else None
+        _serve(pkg["bento_tag"], host or settings.host, port or settings.port, when_ready=replay)
+
+
+def _send_live_day(base: str, customers: int, terminals: int, first: date, days: int, seed: int) -> None:
+    """Score the world's next day through ``/score_batch`` (as production traffic: no labels) and say what it made."""
+    import httpx
+
+    from config.settings import LiveSettings
+    from data.simulator import SimulatorConfig, simulate_transactions
+
+    day = first + timedelta(days=days)
+    config = SimulatorConfig.scaled(customers, terminals, 1, start_date=day, seed=seed, origin=first)
+    rows = simulate_transactions(config).select("transaction_id", "tx_datetime", "customer_id", "terminal_id", "amount")
+    records = [{**r, "tx_datetime": r["tx_datetime"].isoformat()} for r in rows.to_dicts()]
+    key = LiveSettings.api_key()
+    headers = {"X-API-Key": key} if key else {}
+    alerts = 0
+    try:
+        with httpx.Client(base_url=base, headers=headers, timeout=120) as client:
+            for start in range(0, len(records), 2_000):
+                answer = client.post("/score_batch", json={"transactions": records[start : start + 2_000]})
+                answer.raise_for_status()
+                alerts += sum(r["decision"] == "alert" for r in answer.json()["results"])
+            queue = client.get("/alerts", params={"date": day.isoformat()}).json()
+    except httpx.HTTPError as error:
+        console.print(f"[yellow]live day not sent ({error}); the service is up[/yellow]")
+        return
+    figures = queue.get("figures", {})
+    console.print(
+        f"live traffic: {len(records):,} transactions of {day} scored through /score_batch, {alerts} alerts; "
+        f"the alert queue holds {figures.get('alerts', 0)} cards (capacity {queue.get('capacity')}): "
+        f"work them in the UI's Alerts tab, {base}/ui/"
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,7 +2,7 @@
 
 Reads a transaction file (the handbook Parquet in ``../shared/data/handbook/``, or any supported
 source), maps it to the canonical record, computes the features over the whole history, runs one
-protocol of :mod:`model.protocols` (A-strict, A-extended or B), prints our figures next to the
+protocol of :mod:`model.protocols` (A-strict, A-extended, A-feedback or B), prints our figures next to the
 published ones, logs one MLflow run per protocol (a child run per model) and, with ``json_out``,
 writes the results atomically as JSON (``xgboost`` and ``logistic_regression`` at the top, each
 with ``auc``, ``ap``, ``cp_at_100`` and more).
@@ -17,7 +17,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,6 +29,7 @@ from rich.table import Table
 
 from config.machine import machine
 from config.settings import Settings
+from data.labels import as_label_events, dataset_labels
 from data.lake import write_atomic
 from data.sources import SourceFormat, detect_format, read_table, to_canonical_frame
 from features.definitions import FeatureSpec, compute_features
@@ -44,6 +45,8 @@ from model.protocols import (
     Anchors,
     ProtocolResult,
     build_protocol,
+    go_live_day,
+    investigator_labels,
     run_protocol,
 )
 from model.training import TrainingConfig
@@ -57,7 +60,7 @@ PUBLISHED: dict[str, dict[str, dict[str, float]]] = {
     for letter in ("A", "B")
 }
 #: Which published table each protocol is compared with (A-extended keeps protocol A's test set).
-PUBLISHED_TABLE = {"A-strict": "A", "A-extended": "A", "B": "B"}
+PUBLISHED_TABLE = {"A-strict": "A", "A-extended": "A", "A-feedback": "A", "B": "B"}
 #: Label delay of the published protocols, in days.
 PUBLISHED_DELAY_DAYS = 7
 #: The handbook file's first and last days (the count check applies to exactly this coverage).
@@ -233,8 +236,11 @@ def _evaluate(
     first_day, last_day = days.min(), days.max()
     assert isinstance(first_day, date) and isinstance(last_day, date)
     plan = build_protocol(protocol, first_day, last_day, spec, anchors)
+    labels, investigations = None, None
+    if protocol == "A-feedback":
+        labels, investigations = step(feedback_labels)(transactions, spec, first_day, anchors or Anchors())
     t0 = time.perf_counter()
-    features = step(compute_features)(transactions, spec)
+    features = step(compute_features)(transactions, spec, None, labels)
     features_seconds = time.perf_counter() - t0
     del transactions
     result = step(run_protocol)(features, plan, spec, TrainingConfig(), budget_seconds, seed, max_trials)
@@ -252,6 +258,7 @@ def _evaluate(
         "label_delay_days": spec.label_delay_days,
         "seed": seed,
         "published_test_set_check": published_check,
+        "investigations": investigations,
         "published": PUBLISHED[PUBLISHED_TABLE[protocol]],
     }
     payload["seconds"] |= {"features": round(features_seconds, 3), "runtime": round(time.perf_counter() - started, 3)}
@@ -278,6 +285,45 @@ def _evaluate(
     return payload
 
 
+def feedback_labels(
+    transactions: pl.DataFrame, spec: FeatureSpec, first_day: date, anchors: Anchors
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """A-feedback's label stream: ``dataset`` events after the delay, plus next-day ``analyst`` labels.
+
+    The production model that chooses the investigations is XGBoost with the default recipe and the
+    extended features, trained once on the labelled history before the go-live (early-stopped on its
+    last week); from the go-live on, it ranks each day's cards (``model.protocols.investigator_labels``).
+    """
+    from model.training import fit_xgboost, matrix, predict
+
+    production_spec = FeatureSpec(label_delay_days=spec.label_delay_days, feature_set="extended")
+    production = compute_features(transactions, production_spec)
+    go_live = go_live_day(first_day, spec, anchors.go_live_weeks)
+    history_start = first_day + timedelta(days=spec.history_days)
+    train_end = go_live - timedelta(days=spec.label_delay_days + 1)
+    day = pl.col("tx_datetime").dt.date()
+    train = production.filter(day.is_between(history_start, train_end - timedelta(days=7)))
+    stop = production.filter(day.is_between(train_end - timedelta(days=6), train_end))
+    booster = fit_xgboost(train, stop, production_spec, TrainingConfig())
+    live = production.filter(day >= go_live)
+    scored = live.select("transaction_id", "tx_datetime", "customer_id", "is_fraud").with_columns(
+        score=pl.Series(predict(booster, matrix(live, production_spec)), dtype=pl.Float64)
+    )
+    investigated, summary = investigator_labels(scored, go_live)
+    events = pl.concat([dataset_labels(transactions, spec.label_delay_days), investigated], how="diagonal_relaxed")
+    summary["production_model"] = {
+        "train": f"{history_start}..{train_end - timedelta(days=7)}",
+        "early_stopping": f"{train_end - timedelta(days=6)}..{train_end}",
+        "rounds": int(booster.best_iteration) + 1,
+        "features": production_spec.feature_set,
+    }
+    print(
+        f"A-feedback investigations from {go_live}: {summary['cards']:,} cards, {summary['transactions']:,} "
+        f"transactions, {summary['frauds_found']:,} of {summary['frauds_from_go_live']:,} frauds labelled the next day"
+    )
+    return as_label_events(events), summary
+
+
 def run_evaluation(
     protocol: str,
     data: str | Path,
@@ -289,7 +335,7 @@ def run_evaluation(
     anchors: Anchors | None = None,
     console: Console | None = None,
 ) -> dict[str, Any]:
-    """Evaluate ``protocol`` (A-strict, A-extended or B) on the file ``data``, without Prefect.
+    """Evaluate ``protocol`` (A-strict, A-extended, A-feedback or B) on the file ``data``, without Prefect.
 
     Prints the table, logs to MLflow, writes ``json_out`` (atomically) when given and returns the
     results (``payload["xgboost"]["ap"]`` ...). ``budget_seconds`` bounds the hyperparameter search

@@ -65,7 +65,7 @@ def ingest_inbox_flow(
             report.append({"file": path.name, "status": "failed", "reason": str(exc)})
             continue
         _move(path, inbox / "done")
-        counts = {k: summary[k] for k in ("read", "accepted", "duplicates", "rejected")}
+        counts = {k: summary.get(k) for k in ("kind", "read", "accepted", "duplicates", "rejected")}
         report.append({"file": path.name, "status": "landed", **counts})
     if report:
         create_table_artifact(key="inbox-report", table=report, description="Files ingested from the inbox")

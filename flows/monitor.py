@@ -10,7 +10,7 @@ deployment, runs the flow in process with ``retrain="auto"``), and the summary s
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 import polars as pl
@@ -18,14 +18,14 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from config.settings import current_settings
-from data.feedback import read_feedback
+from data.feedback import read_label_events
+from data.labels import labels_as_of, with_labels_as_of
 from data.lake import Lake
 from features.definitions import compute_features
 from monitoring.drift import DriftReport, drift_report
 from monitoring.performance import (
     MonitorResult,
     labelled_performance,
-    labels_with_feedback,
     rejected_share,
 )
 from monitoring.thresholds import MonitorThresholds
@@ -68,7 +68,7 @@ def monitor_flow(
     champion = Registry.connect(settings).champion("nothing to monitor")
     card = load_model_card(champion)
     spec = card.spec
-    lake = Lake(settings.home_dir)
+    lake = Lake(settings.home_dir, spec.label_delay_days)
     newest = lake.newest_day()
     if newest is None:
         raise ValueError("the lake is empty")
@@ -76,9 +76,14 @@ def monitor_flow(
     ref_from = ref_start + timedelta(days=spec.history_days)  # after the warm-up, as the reference profile
     cur_start = newest - timedelta(days=days - 1)
     booster = load_booster(champion)
+    # Labels as known now: the lake's events plus those the service was told and ingest has not drained yet.
+    as_of = datetime.now(UTC)
+    labels = pl.concat([lake.read_labels(as_of=as_of), read_label_events(settings.feedback_path)])
+    labels = labels.filter(pl.col("label_time") <= as_of)
 
     def window(first: date, last: date, history_from: date) -> pl.DataFrame:
-        frame = compute_features(lake.read(history_from, last), spec)
+        read = lake.read_transactions(history_from, last)
+        frame = compute_features(with_labels_as_of(read, labels, as_of, spec.label_delay_days), spec, labels=labels)
         frame = frame.filter(pl.col("tx_datetime").dt.date().is_between(first, last))
         return frame.with_columns(score=pl.Series(predict(booster, matrix(frame, spec)), dtype=pl.Float64))
 
@@ -95,8 +100,10 @@ def monitor_flow(
     )
     publish_drift_report(report, key="drift-report")
 
-    labelled, from_feedback = labels_with_feedback(current, read_feedback(settings.feedback_path))
-    frauds, current_ap, interval = labelled_performance(labelled, thresholds.min_labelled_frauds)
+    # Performance only on labels known now (an event, or genuine by maturity); the rest are pending.
+    frauds, current_ap, interval = labelled_performance(current, thresholds.min_labelled_frauds)
+    sources = labels_as_of(labels, as_of).join(current.select("transaction_id"), on="transaction_id", how="semi")
+    from_feedback = sources.filter(pl.col("source").is_in(["feedback", "analyst"])).height
     result = MonitorResult(
         champion_version=champion.version,
         reference_window=(min(ref_from, ref_end).isoformat(), ref_end.isoformat()),
@@ -108,6 +115,7 @@ def monitor_flow(
         champion_test_ap=card.test_ap,
         labelled_frauds=frauds,
         feedback_labels=from_feedback,
+        pending_labels=current["is_fraud"].null_count(),
         rejected_share=rejected_share(lake, cur_start, newest, current.height),
     )
     result.judge(report, thresholds)

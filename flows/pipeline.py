@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
-from datetime import date, timedelta
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +14,11 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from config.settings import Settings, current_settings
+from data.labels import labels_as_of
 from data.lake import Lake, write_parquet_atomic
+from data.live import LiveLabelConfig
 from data.simulator import SimulatorConfig, simulate_transactions
-from data.sources import SourceError, SourceFormat, read_table, to_canonical_frame
+from data.sources import SourceError, SourceFormat, is_label_file, read_table, to_canonical_frame, to_label_frame
 from features.definitions import FeatureSpec, compute_features
 from features.stores.memory import MemoryFeatureStore
 from flows.promotion import promote_flow, rollback_flow
@@ -25,14 +27,19 @@ from model.splits import TimeSplit
 from validation.docs import build_data_docs, data_docs_markdown, recording_data_docs
 from validation.features import FeatureValidationError, ReferenceProfile, reference_profile, validate_features
 from validation.gx_runner import SuiteResult
-from validation.raw import validate_raw
+from validation.raw import validate_labels, validate_raw
 
 DEMO_START = date(2026, 4, 1)
 
 
 @dataclass(frozen=True)
 class IngestSummary:
-    """``read == accepted + duplicates + rejected``, always."""
+    """``read == accepted + duplicates + rejected``, always.
+
+    ``kind`` is ``transactions`` or ``labels`` (a label file: accepted = label events landed). The label
+    counts are those of the file's label events (a transaction file's own ``is_fraud`` included);
+    ``service_log`` the counts of draining the service's log (:func:`data.drain.drain_service_log`).
+    """
 
     source: str
     read: int
@@ -41,6 +48,12 @@ class IngestSummary:
     rejected: int
     partitions: list[str]
     quarantine: str | None
+    kind: str = "transactions"
+    labels_landed: int = 0
+    label_duplicates: int = 0
+    contradictions: int = 0
+    unknown_transactions: int = 0
+    service_log: dict[str, int] | None = None
 
 
 __all__ = [
@@ -67,6 +80,83 @@ def simulate_task(config: SimulatorConfig, out: Path) -> Path:
     return out
 
 
+def _champion_scores(settings: Settings, lake: Lake, day: date, day_file: Path) -> tuple[Any, str | None]:
+    """The champion's scores of one day's transactions (with the lake's history before it); (None, None) without one.
+
+    The batch scoring's own code (:func:`flows.scoring.score_period`) on the lake's days before ``day``
+    (as far back as the champion's features look, labels as the lake knows them) followed by the day's
+    transactions as ``day_file`` delivers them (no labels), whether or not they have landed.
+    """
+    from data.contract import CANONICAL_COLUMNS, CANONICAL_SCHEMA
+    from flows.scoring import score_period
+    from model.registry import CHAMPION, Registry, alias_version, load_booster, load_model_card
+
+    Registry.connect(settings)
+    champion = alias_version(settings.registered_model, CHAMPION)
+    if champion is None:
+        return None, None
+    transactions = pl.read_parquet(day_file)
+    if transactions.height == 0:
+        columns = ("transaction_id", "tx_datetime", "customer_id")
+        return transactions.select(columns).with_columns(score=pl.lit(None, pl.Float64)), champion.version
+    card = load_model_card(champion)
+    history = lake.read(day - timedelta(days=card.spec.history_days), day - timedelta(days=1))
+    unlabelled = transactions.with_columns(pl.lit(None, CANONICAL_SCHEMA["is_fraud"]).alias("is_fraud"))
+    frame = pl.concat([history.select(CANONICAL_COLUMNS), unlabelled.select(CANONICAL_COLUMNS)])
+    scores = score_period(frame, [day], card.spec, load_booster(champion), card.threshold, champion.version)
+    return scores, champion.version
+
+
+def _simulate_live_day(
+    settings: Settings, config: SimulatorConfig, start: date | None, live: LiveLabelConfig, land: bool
+) -> dict[str, Any]:
+    """Live mode of :func:`simulate_flow`: one day without labels, plus the label events due by its end.
+
+    The files are written (and landed) first, so the champion ranks the day's cards with every label known
+    by its end; then the day's own events are scheduled from that ranking (``data.live``).
+    """
+    from data.live import LiveState, begin_live_day, day_config, finish_live_day, live_dir, next_live_day
+
+    lake = Lake(settings.home_dir, settings.label_delay_days)
+    state = LiveState(live_dir(settings.home_dir, config))
+    following = next_live_day(lake.newest_day(), state, config.world_origin)
+    if start is not None and start < following:
+        raise ValueError(f"live mode emits new days only: {start} is before {following}, the next one")
+    day = start or following
+    truth = simulate_transactions(day_config(config, day))
+    stem = f"live-{day}-{config.n_customers}c-seed{config.seed}" + "".join(f"-{name}" for name in config.drift)
+    inbox = settings.home_dir / "inbox"
+    emission = begin_live_day(state, truth, day, inbox / f"{stem}.parquet", inbox / f"{stem}-labels.parquet")
+    ingested: dict[str, Any] = {"transactions": None, "labels": None}
+    if land:
+        if truth.height:  # an empty file is refused by ingestion
+            ingested["transactions"] = ingest_flow(str(emission.transactions_path))
+        if emission.labels_path is not None:
+            ingested["labels"] = ingest_flow(str(emission.labels_path))
+    scores, version = _champion_scores(settings, lake, day, emission.transactions_path)
+    report = finish_live_day(state, emission, live, scores, version).to_dict()
+    if scores is None:
+        print(f"{day}: no champion yet, so no investigations: its frauds come back as chargebacks only")
+    else:
+        print(
+            f"{day}: champion v{version} ranked the top {report['alerted_cards']} cards; {report['investigated']} "
+            f"transactions ({report['investigated_frauds']} frauds) get analyst labels "
+            f"{live.investigation_min_days:g}-{live.investigation_max_days:g} days after the day's end"
+        )
+    print(
+        f"{day}: {report['transactions']} transactions without labels -> {report['transactions_path']}; "
+        f"{report['emitted']} label events due by its end ({report['emitted_analyst']} analyst, "
+        f"{report['emitted_chargeback']} chargeback) -> {report['labels_path'] or 'no label file'}; "
+        f"{report['pending']} events pending"
+    )
+    create_table_artifact(
+        key="simulate-live",
+        table=[{k: v for k, v in report.items() if not k.endswith("_path")}],
+        description=f"Live day {day}: transactions without labels, label events due by its end",
+    )
+    return {**report, "ingest": ingested}
+
+
 @flow(name="simulate", log_prints=True)
 def simulate_flow(
     customers: int = 1_000,
@@ -76,15 +166,30 @@ def simulate_flow(
     seed: int = 42,
     origin: date = DEMO_START,
     drift: list[str] | None = None,
-) -> str:
+    live: LiveLabelConfig | None = None,
+    land: bool = False,
+) -> str | dict[str, Any]:
     """Generate a seeded transaction file into the home's inbox; returns its path.
 
-    ``start=None`` is live mode: the day after the lake's newest partition (``origin`` for an
+    ``start=None`` continues the world: the day after the lake's newest partition (``origin`` for an
     empty lake). The world (customers, terminals, ongoing compromises) is the same for the same
     ``customers``, ``terminals``, ``seed`` and ``origin``, so appended days continue it.
     ``drift`` names presets from ``data.simulator.DRIFT_PRESETS`` applied to these days.
+
+    With ``live`` (:class:`data.live.LiveLabelConfig`), production-like live mode (``days`` must be 1):
+    the next day (after the lake's newest and the newest live day emitted; or ``start``) without labels,
+    and a label file of the events due by its end (``data.live``); returns :class:`data.live.LiveDay`'s
+    fields and, with ``land``, the ``ingest`` summaries of both files (transactions first).
+    ``land`` ingests the file(s) right away.
     """
     settings = _settings()
+    if live is not None:
+        if days != 1:
+            raise ValueError(f"live mode emits one day per run, not {days}")
+        config = SimulatorConfig.scaled(
+            customers, terminals, 1, start_date=start or origin, seed=seed, origin=origin
+        ).with_drift(drift or ())
+        return _simulate_live_day(settings, config, start, live, land)
     if start is None:
         newest = Lake(settings.home_dir).newest_day()
         start = origin if newest is None else newest + timedelta(days=1)
@@ -93,6 +198,8 @@ def simulate_flow(
     path = simulate_task(config, settings.simulated_path(start, days, customers, seed, config.drift))
     drifted = f" with drift {', '.join(config.drift)}" if config.drift else ""
     print(f"simulated {customers} customers, {start} + {days} days{drifted} -> {path}")
+    if land:
+        ingest_flow(str(path))
     return str(path)
 
 
@@ -115,21 +222,58 @@ def read_source_task(path: Path) -> pl.DataFrame:
 
 @flow(name="ingest", log_prints=True)
 def ingest_flow(source: str, source_format: str = "auto") -> dict[str, Any]:
-    """Read a file, validate it with the raw GX suite, land accepted rows, quarantine the rest."""
+    """Read a file, validate it, land accepted rows, quarantine the rest; then drain the service's log.
+
+    A transaction file goes through the raw GX suite into the transactions table (its ``is_fraud`` values
+    as ``dataset`` label events); a label file (``transaction_id, is_fraud[, label_time][, source]...``,
+    detected from its columns or ``source_format="labels"``) is checked row by row into the labels table.
+    """
     settings = _settings()
     path = Path(source)
-    lake = Lake(settings.home_dir)
-    mapped = to_canonical_frame(read_source_task(path), SourceFormat(source_format))
+    lake = Lake(settings.home_dir, settings.label_delay_days)
+    raw = read_source_task(path)
+    fmt = SourceFormat(source_format)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    if fmt is SourceFormat.labels or (fmt is SourceFormat.auto and is_label_file(raw.columns)):
+        summary = _ingest_labels(lake, path, raw, f"{path.stem}-{digest}")
+    else:
+        summary = _ingest_transactions(lake, path, raw, fmt, f"{path.stem}-{digest}", settings.data_docs_dir)
+    if summary.read != summary.accepted + summary.duplicates + summary.rejected:
+        raise RuntimeError(f"row accounting does not balance: {summary}")
+    if settings.feedback_path.exists():
+        from data.drain import drain_service_log
+
+        summary = replace(summary, service_log=drain_service_log(lake, settings.feedback_path))
+    create_table_artifact(
+        key="ingest-report",
+        table=[{k: v for k, v in asdict(summary).items() if k not in ("partitions", "service_log")}],
+        description=f"Ingest of {path.name}: read = accepted + duplicates + rejected",
+    )
+    print(
+        f"ingest {path.name}: read {summary.read} = accepted {summary.accepted} + duplicates "
+        f"{summary.duplicates} + rejected {summary.rejected} ({len(summary.partitions)} partitions written); "
+        f"labels landed {summary.labels_landed}, duplicates {summary.label_duplicates}, contradictions "
+        f"{summary.contradictions}, unknown transactions {summary.unknown_transactions}"
+    )
+    if summary.service_log:
+        print(f"service log drained: {summary.service_log}")
+    return asdict(summary)
+
+
+def _ingest_transactions(
+    lake: Lake, path: Path, raw: pl.DataFrame, fmt: SourceFormat, batch_name: str, docs_dir: Path
+) -> IngestSummary:
+    """A transaction file: map, raw GX suite, land (with its labels), quarantine."""
+    mapped = to_canonical_frame(raw, fmt)
     # Repeated ids inside the file: the first occurrence competes, later ones are duplicates.
     repeat = pl.col("transaction_id").is_not_null() & ~pl.col("transaction_id").is_first_distinct()
     in_file_duplicates = mapped.filter(repeat).height
-    with recording_data_docs(settings.data_docs_dir):
+    with recording_data_docs(docs_dir):
         validation = validate_raw(mapped.filter(~repeat))
-    publish_data_docs(settings.data_docs_dir, [validation.suite])
+    publish_data_docs(docs_dir, [validation.suite])
     landing = lake.land(validation.accepted)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-    quarantine = lake.quarantine(validation.rejected, f"{path.stem}-{digest}")
-    summary = IngestSummary(
+    quarantine = lake.quarantine(validation.rejected, batch_name)
+    return IngestSummary(
         source=str(path),
         read=mapped.height,
         accepted=landing.landed,
@@ -137,29 +281,41 @@ def ingest_flow(source: str, source_format: str = "auto") -> dict[str, Any]:
         rejected=validation.rejected.height,
         partitions=list(landing.partitions),
         quarantine=str(quarantine) if quarantine else None,
+        labels_landed=landing.labels_landed,
+        label_duplicates=landing.label_duplicates,
     )
-    if summary.read != summary.accepted + summary.duplicates + summary.rejected:
-        raise RuntimeError(f"row accounting does not balance: {summary}")
-    create_table_artifact(
-        key="ingest-report",
-        table=[{k: v for k, v in asdict(summary).items() if k != "partitions"}],
-        description=f"Ingest of {path.name}: read = accepted + duplicates + rejected",
+
+
+def _ingest_labels(lake: Lake, path: Path, raw: pl.DataFrame, batch_name: str) -> IngestSummary:
+    """A label file: check each row (reasons to quarantine), land the events in the labels table."""
+    parsed = to_label_frame(raw)
+    validation = validate_labels(parsed, lake.transaction_times(parsed["transaction_id"]))
+    landing = lake.land_labels(validation.accepted)
+    quarantine = lake.quarantine(validation.rejected, batch_name)
+    return IngestSummary(
+        source=str(path),
+        read=parsed.height,
+        accepted=landing.landed,
+        duplicates=landing.duplicates,
+        rejected=validation.rejected.height,
+        partitions=[],
+        quarantine=str(quarantine) if quarantine else None,
+        kind="labels",
+        labels_landed=landing.landed,
+        label_duplicates=landing.duplicates,
+        contradictions=landing.contradictions,
+        unknown_transactions=landing.unknown_transactions,
     )
-    print(
-        f"ingest {path.name}: read {summary.read} = accepted {summary.accepted} + duplicates "
-        f"{summary.duplicates} + rejected {summary.rejected} ({len(summary.partitions)} partitions written)"
-    )
-    return asdict(summary)
 
 
 def features_digest(lineage: list[dict[str, str]], spec: FeatureSpec) -> str:
-    """Cache key of a feature table: the lake partitions' SHA-256, the spec, and the feature code itself."""
+    """Cache key of a feature table: the lake tables' versions and window, the spec, and the feature code itself."""
     import json
 
     import features.definitions
 
     code = hashlib.sha256(Path(features.definitions.__file__).read_bytes()).hexdigest()
-    parts = "".join(f"{p['partition']}:{p['sha256']};" for p in lineage)
+    parts = json.dumps(lineage, sort_keys=True)
     return hashlib.sha256(f"{parts}|{json.dumps(spec.to_dict(), sort_keys=True)}|{code}".encode()).hexdigest()
 
 
@@ -169,13 +325,82 @@ def features_digest(lineage: list[dict[str, str]], spec: FeatureSpec) -> str:
     persist_result=True,
     result_serializer="compressed/pickle",
 )
-def build_features_task(transactions: pl.DataFrame, spec: FeatureSpec, digest: str) -> pl.DataFrame:
-    """Compute the feature columns of ``spec`` for the transactions.
+def build_features_task(
+    transactions: pl.DataFrame, spec: FeatureSpec, digest: str, labels: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """Compute the feature columns of ``spec`` for the transactions (terminal risk from ``labels``' events).
 
-    Cached by ``digest`` (:func:`features_digest`), persisted under the Prefect home: retraining on an
-    unchanged lake window with the same spec and feature code reuses the table instead of recomputing it.
+    Cached by ``digest`` (:func:`features_digest`, which must cover the labels' version and time),
+    persisted under the Prefect home: retraining on an unchanged lake window with the same spec and
+    feature code reuses the table instead of recomputing it.
     """
-    return compute_features(transactions, spec)
+    return compute_features(transactions, spec, labels=labels)
+
+
+def read_training_data(
+    lake: Lake, pinned: LakeSnapshot, start: date | None, end: date | None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The transactions of ``[start, end]`` with labels as known at ``pinned.as_of``, and the label events then known.
+
+    ``ValueError`` when there are no transactions there.
+    """
+    if pinned.transactions < 0:
+        raise ValueError(f"the lake at {lake.transactions_dir} is empty; ingest first")
+    transactions = lake.read(start, end, as_of=pinned.as_of, versions=pinned.versions)
+    if transactions.height == 0:
+        raise ValueError(f"the lake at {lake.transactions_dir} has no transactions in {start}..{end}; ingest first")
+    labels = lake.read_labels(as_of=pinned.as_of, version=pinned.labels if pinned.labels >= 0 else None)
+    return transactions, labels
+
+
+def training_split(
+    features: pl.DataFrame, lake: Lake, pinned: LakeSnapshot, spec: FeatureSpec, valid_days: int, test_days: int
+) -> TimeSplit:
+    """Train | gap | valid | gap | test, the test ending a label delay before the lake's newest day (at ``pinned``)."""
+    days = features["tx_datetime"].dt.date()
+    newest = lake.scan_transactions(pinned.transactions).select(pl.col("tx_datetime").max()).collect().item().date()
+    labelled_until = min(days.max(), newest - timedelta(days=spec.label_delay_days))  # type: ignore[type-var]
+    return TimeSplit.ending_at(labelled_until, days.min(), spec.label_delay_days, valid_days, test_days)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class LakeSnapshot:
+    """What a training run reads: the Delta tables' versions and the time its labels are known at.
+
+    Written as ``transactions=N,labels=M,as_of=ISO`` (the run's ``fraudops.as_of_version`` tag);
+    ``fraudops train --as-of-version`` takes it back to read exactly the same rows and labels.
+    """
+
+    transactions: int
+    labels: int
+    as_of: datetime
+
+    @classmethod
+    def now(cls, lake: Lake) -> LakeSnapshot:
+        """The lake's current table versions, labels as known now."""
+        current = lake.versions()
+        return cls(current["transactions"], current["labels"], datetime.now(UTC))
+
+    @property
+    def versions(self) -> dict[str, int]:
+        """The table versions, as ``Lake.read`` takes them."""
+        return {"transactions": self.transactions, "labels": self.labels}
+
+    def __str__(self) -> str:
+        return f"transactions={self.transactions},labels={self.labels},as_of={self.as_of.isoformat()}"
+
+    @classmethod
+    def parse(cls, text: str) -> LakeSnapshot:
+        """The inverse of ``str``; ValueError naming the expected form when malformed."""
+        expected = "expected transactions=N,labels=M,as_of=ISO-TIME (a training run's fraudops.as_of_version tag)"
+        fields = dict(part.strip().partition("=")[::2] for part in text.split(",") if part.strip())
+        if set(fields) != {"transactions", "labels", "as_of"}:
+            raise ValueError(f"{expected}, got {text!r}")
+        try:
+            as_of = datetime.fromisoformat(fields["as_of"])
+            return cls(int(fields["transactions"]), int(fields["labels"]), as_of.replace(tzinfo=as_of.tzinfo or UTC))
+        except ValueError:
+            raise ValueError(f"{expected}, got {text!r}") from None
 
 
 def publish_data_docs(docs_dir: Path, results: list[SuiteResult]) -> Path:
@@ -230,12 +455,18 @@ def train_flow(
     from_champion: bool = True,
     search_budget_s: float = 0.0,
     threshold_policy: ThresholdPolicy = ThresholdPolicy(),  # noqa: B008 (a frozen model: a safe default)
+    snapshot: str | None = None,
 ) -> dict[str, Any]:
     """Features from the lake window, GX feature gate, XGBoost on a time split, MLflow run, `challenger`.
 
-    Labels are known up to ``delay`` days before the newest transaction in the lake, so the split
-    (train | gap | valid | gap | test, gaps = the delay) ends there; ``start``/``end`` narrow the
-    window. The gate checks nulls and ranges and, with ``check_reference`` and a champion, that the
+    Labels are read as known now (the run's start): a transaction's label is its newest label event by
+    then, else genuine once ``delay`` days old, else pending (not trained on); terminal risk reads each
+    label from its own label time. The split (train | gap | valid | gap | test, gaps = the delay) ends
+    ``delay`` days before the lake's newest day; ``start``/``end`` narrow the window. ``snapshot``
+    (:class:`LakeSnapshot` text, a run's ``fraudops.as_of_version`` tag) reads those table versions with
+    labels as known at that time: the same training set as that run.
+
+    The gate checks nulls and ranges and, with ``check_reference`` and a champion, that the
     features (after their warm-up) sit within the bounds of the champion's training window: a
     broken upstream (amounts in cents, a stuck terminal feed) stops training with the failing
     expectations named, and nothing is registered. Set ``check_reference=False`` only after
@@ -249,23 +480,22 @@ def train_flow(
     from model.training import TrainingConfig, train_model
 
     settings = _settings()
-    lake = Lake(settings.home_dir)
-    transactions = lake.read(start, end)
-    if transactions.height == 0:
-        raise ValueError(f"the lake at {lake.transactions_dir} has no transactions in {start}..{end}; ingest first")
-    Registry.connect(settings)
     spec = FeatureSpec(label_delay_days=settings.label_delay_days if label_delay_days is None else label_delay_days)
-    features = build_features_task(transactions, spec, features_digest(lake.lineage(start, end), spec))
+    lake = Lake(settings.home_dir, spec.label_delay_days)
+    pinned = LakeSnapshot.parse(snapshot) if snapshot is not None else LakeSnapshot.now(lake)
+    as_of, versions = pinned.as_of, pinned.versions
+    transactions, labels = read_training_data(lake, pinned, start, end)
+    Registry.connect(settings)
+    lineage = [{**t, "version": str(versions[t["table"]])} for t in lake.lineage(start, end)]
+    digest = features_digest([*lineage, {"labels_as_of": as_of.isoformat()}], spec)
+    features = build_features_task(transactions, spec, digest, labels)
     basis = champion_basis(settings.registered_model) if check_reference or from_champion else None
     reference = basis.reference if basis and check_reference else None
     if reference is not None:
         print(f"feature gate: reference bounds of champion v{basis.version}'s training window")  # type: ignore[union-attr]
     gate = feature_gate_task(features, spec, reference, settings.data_docs_dir)
 
-    days = features["tx_datetime"].dt.date()
-    newest = lake.newest_day()
-    labelled_until = min(days.max(), newest - timedelta(days=spec.label_delay_days))  # type: ignore[operator,type-var]
-    split = TimeSplit.ending_at(labelled_until, days.min(), spec.label_delay_days, valid_days, test_days)  # type: ignore[arg-type]
+    split = training_split(features, lake, pinned, spec, valid_days, test_days)
     config = TrainingConfig(seed=seed)
     recipe_source = "default recipe"
     if from_champion and basis is not None and basis.recipe is not None:
@@ -285,7 +515,15 @@ def train_flow(
         card = card.with_reference(profile.to_dict())
     except ValueError as error:  # a training window shorter than the feature warm-up
         get_run_logger().warning("no reference profile saved (%s): the next training runs without its bounds", error)
-    lineage = lake.lineage(split.train_start, split.test_end)
+    label_counts = split_label_sources(features, split, labels, as_of)
+    tags |= {f"fraudops.labels.{source}": str(n) for source, n in label_counts.items()}
+    tags["fraudops.as_of_version"] = str(pinned)
+    about_labels = {"labels_as_of": as_of.isoformat(), "label_sources": _counts_text(label_counts)}
+    lineage = [
+        {**t, "version": str(versions[t["table"]])} | (about_labels if t["table"] == "labels" else {})
+        for t in lake.lineage(split.train_start, split.test_end)
+    ]
+    print(f"labels as known at {as_of:%Y-%m-%d %H:%M} UTC in the split: {_counts_text(label_counts)}")
     registered = log_training_run(
         result,
         settings.registered_model,
@@ -313,6 +551,20 @@ def train_flow(
     }
 
 
+def split_label_sources(
+    features: pl.DataFrame, split: TimeSplit, labels: pl.DataFrame, as_of: datetime
+) -> dict[str, int]:
+    """Where the split's labels came from: rows per label source, and ``matured`` (genuine by age, no event)."""
+    used = pl.concat([split.select(features, part).select("transaction_id") for part in ("train", "valid", "test")])
+    current = labels_as_of(labels, as_of).join(used, on="transaction_id", how="semi")
+    counts = {str(k): int(v) for k, v in current.group_by("source").len().sort("source").iter_rows()}
+    return counts | {"matured": used.height - current.height}
+
+
+def _counts_text(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in counts.items())
+
+
 @task(cache_policy=NO_CACHE)
 def search_task(
     features: pl.DataFrame, spec: FeatureSpec, split: TimeSplit, base: Any, budget_s: float, seed: int
@@ -333,7 +585,9 @@ def package_flow() -> dict[str, str]:
     champion = Registry.connect(settings).champion()
     card = load_model_card(champion)
     spec = card.spec
-    state = MemoryFeatureStore.from_transactions(Lake(settings.home_dir).read(), spec).to_frame()
+    lake = Lake(settings.home_dir, spec.label_delay_days)
+    # Each transaction's newest label with its label time: terminal risk reads it from then on, as offline.
+    state = MemoryFeatureStore.from_transactions(lake.read_transactions(), spec, lake.read_labels()).to_frame()
     labels = {
         "mlflow_model": settings.registered_model,
         "mlflow_version": champion.version,

@@ -7,7 +7,7 @@ replaced (``previous_champion``) *before* the alias moves, so a rollback always 
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -114,17 +114,20 @@ def measure_and_decide(
 
     card = load_model_card(challenger)
     champion_card = load_model_card(champion) if champion is not None else None
-    lake = Lake(home)
+    lake = Lake(home, card.spec.label_delay_days)
     window = promotion_window(lake, card.split, card.spec.label_delay_days)
     history = max(c.spec.history_days for c in (card, champion_card) if c)
-    transactions = lake.read(window[0] - timedelta(days=history), window[1])
+    # Labels as known now: the window's rows without a known label yet (pending) are left out.
+    as_of = datetime.now(UTC)
+    transactions = lake.read(window[0] - timedelta(days=history), window[1], as_of=as_of)
+    labels = lake.read_labels(as_of=as_of)
     split = TimeSplit(window[0], window[1], window[0], window[1], *window)
     frames: dict[FeatureSpec, pl.DataFrame] = {}
 
     def score(model: RegisteredModel, model_card: ModelCard) -> ModelScore:
         model_spec = model_card.spec
         if model_spec not in frames:
-            frames[model_spec] = split.select(compute_features(transactions, model_spec), "test")
+            frames[model_spec] = split.select(compute_features(transactions, model_spec, labels=labels), "test")
         metrics = evaluate_booster(load_booster(model), frames[model_spec], model_spec, model_card.threshold)
         return ModelScore.from_metrics(model.version, metrics)
 

@@ -1,11 +1,11 @@
 """Offline batch scoring: lake partitions scored by the champion into ``scored/``, with an alert list.
 
 Each scored day is ``scored/date=YYYY-MM-DD/part.parquet`` (transaction_id, tx_datetime, customer_id,
-terminal_id, amount, score, decision, model_version) plus ``_source.json`` naming the lake partition's
-SHA-256 and the model version it was scored from. A day is rescored only when either changed, so the
-hourly deployment is idempotent and cheap; both files are written atomically (the manifest last, so a
-crash in between means "not scored yet"). Features are computed by the same offline code as training,
-over the history the windows need before the first day scored; only the scored days' rows get feature
+terminal_id, amount, score, decision, model_version) plus ``_source.json`` naming the lake day's files
+(a SHA-256 of its Delta file list) and the model version it was scored from. A day is rescored only when
+either changed, so the hourly deployment is idempotent and cheap; both files are written atomically (the
+manifest last, so a crash in between means "not scored yet"). Features are computed by the same offline code
+as training, over the history the windows need before the first day scored; only the scored days' rows get feature
 vectors and scores (:func:`score_period`; ``bench/bench_scoring.py`` measures the task end to end).
 """
 
@@ -109,9 +109,9 @@ def batch_score_flow(
     threshold = card.threshold
     lake, out_dir = Lake(settings.home_dir), scored_dir(settings.home_dir)
     todo = []
-    for part in lake.lineage(start, end):
-        source = {"partition": part["partition"], "lake_sha256": part["sha256"], "model_version": champion.version}
-        if not only_new or _manifest(out_dir / f"date={part['partition']}") != source:
+    for day, files_sha256 in lake.partition_digests(start, end).items():
+        source = {"partition": day, "lake_sha256": files_sha256, "model_version": champion.version}
+        if not only_new or _manifest(out_dir / f"date={day}") != source:
             todo.append(source)
     if not todo:
         print(f"nothing to score in {start or 'start'}..{end or 'end'}: every day is scored by v{champion.version}")

@@ -20,6 +20,16 @@ labels may be used before a test day ``d`` ends at ``d - delay - 1`` at the late
   and 21 days before it (the published anchor is the newest fold's first training day), so the test
   weeks start 2018-08-08, 08-15, 08-22 and 08-29. The handbook file ends on 2018-08-31: the newest
   test week is cut to 3 days. Figures are means over the folds.
+- **A-feedback** (ours): A-extended's folds, test set and training history, with the labels a fraud team
+  would have had. Each day from the go-live (``Anchors.go_live_weeks``, :data:`GO_LIVE_WEEKS` weeks of
+  labelled history after the feature warm-up) a production model (XGBoost, default recipe, trained once
+  on that history with the extended features) ranks the day's cards; the top
+  :data:`INVESTIGATION_CAPACITY` are investigated and their transactions of the day get ``analyst``
+  labels known the next day (:func:`investigator_labels`).
+  Every other label follows the 7-day delay (``dataset`` events). The features read labels through
+  ``data.labels`` as known at each row's time; nothing else changes. Delayed-window features see the
+  same labels either way, so the difference shows only with the label-aware features
+  (``feature_set="labels"``).
 
 Hyperparameters are always chosen on validation folds that end, with the delay gap, before the
 first test day: for A-strict and B the published validation folds (the same shape as the test
@@ -48,7 +58,10 @@ from model.policies import ThresholdPolicy
 from model.search import SearchFold, SearchResult, search_folds
 from model.training import TrainingConfig, fit_logistic, fit_xgboost, labels, matrix, predict
 
-PROTOCOLS = ("A-strict", "A-extended", "B")
+PROTOCOLS = ("A-strict", "A-extended", "A-feedback", "B")
+#: A-feedback: cards investigated per day (the handbook's CP@k setting) and weeks of history before go-live.
+INVESTIGATION_CAPACITY = 100
+GO_LIVE_WEEKS = 4
 MODELS = ("xgboost", "logistic_regression")
 #: Published anchors (handbook README): protocol A's training week, protocol B's newest fold of each kind.
 A_TRAIN_START = date(2018, 7, 25)
@@ -130,10 +143,12 @@ class Anchors:
     ``train_start`` is protocol A's training week; ``test_anchor`` and ``valid_anchor`` are the first
     training days of protocol B's newest test and validation folds. ``valid_folds`` validation folds
     serve A-strict and B (A-strict's newest trains from ``train_start - delay - 7``, which is
-    ``valid_anchor`` with the published dates), ``extended_valid_folds`` A-extended.
+    ``valid_anchor`` with the published dates), ``extended_valid_folds`` A-extended (and A-feedback, whose
+    investigations start ``go_live_weeks`` weeks of labelled history after the warm-up).
     """
 
     train_start: date = A_TRAIN_START
+    go_live_weeks: int = GO_LIVE_WEEKS
     test_anchor: date = B_TEST_ANCHOR
     valid_anchor: date = B_VALID_ANCHOR
     folds: int = 4
@@ -223,7 +238,7 @@ def build_protocol(
             (_weekly_fold("test", anchors.train_start, delay),),
             _weekly_folds("valid", valid_anchor, anchors.valid_folds, delay),
         )
-    elif name == "A-extended":
+    elif name in ("A-extended", "A-feedback"):
         strict = _weekly_fold("test", anchors.train_start, delay)
         history_start = first_day + timedelta(days=spec.history_days)
         test = Fold("test", Window(history_start, strict.train.end), strict.test, strict.known_from)
@@ -236,6 +251,8 @@ def build_protocol(
             known_from = window.start - timedelta(days=delay + WEEK)
             valid.append(Fold(f"valid-{window.start}", Window(history_start, train_end), window, known_from))
         protocol = Protocol(name, delay, (test,), tuple(valid), refit=True)
+        if name == "A-feedback" and go_live_day(first_day, spec, anchors.go_live_weeks) >= test.test.start:
+            raise ValueError("A-feedback: the go-live of the investigations would come after the test starts")
     elif name == "B":
         protocol = Protocol(
             name,
@@ -256,6 +273,51 @@ def _weekly_folds(
     starts = [anchor - timedelta(days=WEEK * i) for i in reversed(range(n_folds))]
     folds = [_weekly_fold("", s, delay_days, last_day) for s in starts]
     return tuple(Fold(f"{kind}-{f.test.start}", f.train, f.test, f.known_from, f.stop) for f in folds)
+
+
+def go_live_day(first_day: date, spec: FeatureSpec, weeks: int = GO_LIVE_WEEKS) -> date:
+    """A-feedback's first investigated day: ``weeks`` of labelled history after the warm-up, plus the delay."""
+    return first_day + timedelta(days=spec.history_days + WEEK * weeks + spec.label_delay_days + 1)
+
+
+def investigator_labels(
+    scored: pl.DataFrame, start: date, capacity: int = INVESTIGATION_CAPACITY, known_after_days: int = 1
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """``analyst`` label events of each day's top-``capacity`` cards by score, known ``known_after_days`` later.
+
+    ``scored`` has ``transaction_id, tx_datetime, customer_id, is_fraud`` (the truth an investigation
+    finds) and ``score``. From ``start`` on, each day's cards are ranked by their highest score that day;
+    the top ones' transactions of that day are labelled at the start of the day ``known_after_days`` later.
+    Returns the events and a summary (cards and transactions investigated, frauds found).
+    """
+    day = pl.col("tx_datetime").dt.date()
+    rows = scored.filter(day >= start).with_columns(_day=day)
+    top_cards = (
+        rows.group_by("_day", "customer_id")
+        .agg(pl.col("score").max())
+        .sort("score", descending=True)
+        .group_by("_day", maintain_order=True)
+        .head(capacity)
+        .select("_day", "customer_id")
+    )
+    investigated = rows.join(top_cards, on=["_day", "customer_id"], how="semi")
+    events = investigated.select(
+        "transaction_id",
+        "is_fraud",
+        label_time=(pl.col("_day") + pl.duration(days=known_after_days)).cast(pl.Datetime("us", "UTC")),
+        source=pl.lit("analyst"),
+    )
+    summary = {
+        "days": rows["_day"].n_unique(),
+        "cards": top_cards.height,
+        "transactions": investigated.height,
+        "frauds_found": int(investigated["is_fraud"].sum()),
+        "frauds_from_go_live": int(rows["is_fraud"].sum()),
+        "capacity": capacity,
+        "known_after_days": known_after_days,
+        "start": start.isoformat(),
+    }
+    return events, summary
 
 
 def exclude_known_defrauded(frame: pl.DataFrame, test: Window, known_from: date, delay_days: int) -> pl.DataFrame:

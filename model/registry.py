@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,7 +97,7 @@ def log_training_run(
         mlflow.log_metrics({**result.metrics, **{f"baseline_{k}": v for k, v in result.baseline_metrics.items()}})
         mlflow.log_metrics({f"rows_{k}": v for k, v in result.rows.items()} | {"train_seconds": result.seconds})
         mlflow.log_text(card.to_json(), MODEL_CARD)
-        mlflow.log_dict({"lake": lake_uri, "partitions": lineage}, "lineage.json")
+        mlflow.log_dict({"lake": lake_uri, "tables": lineage}, "lineage.json")
         for name, suite in (validation or {}).items():
             mlflow.log_dict(suite, f"validation/{name}.json")
             mlflow.log_metric(f"{name}_success", float(suite["success"]))
@@ -146,7 +147,7 @@ def log_figures(result: TrainingResult) -> None:
 
 
 def log_dataset_input(lake_uri: str, lineage: list[dict[str, str]], name: str) -> None:
-    """Log the lake window as the active run's dataset input: source, name, digest of its partition digests."""
+    """Log the lake window as the active run's dataset input: source, name, digest of its tables' versions."""
     import warnings
 
     import mlflow
@@ -156,9 +157,12 @@ def log_dataset_input(lake_uri: str, lineage: list[dict[str, str]], name: str) -
     with warnings.catch_warnings():  # MLflow warns that a local path matches two equivalent source types
         warnings.simplefilter("ignore", UserWarning)
         source = resolve_dataset_source(lake_uri)
-    digest = hashlib.sha256("".join(f"{p['partition']}:{p['sha256']};" for p in lineage).encode()).hexdigest()
+    digest = hashlib.sha256(json.dumps(lineage, sort_keys=True).encode()).hexdigest()
     dataset = MetaDataset(source=source, name=name, digest=digest[:32])
-    mlflow.log_input(dataset, context="training", tags={"partitions": str(len(lineage))})
+    versions = ", ".join(f"{t['table']}@v{t['version']}" for t in lineage)
+    # Which labels the run learnt from (rows per label source, as known at labels_as_of), next to the versions.
+    about_labels = {k: str(v) for t in lineage for k, v in t.items() if k in ("labels_as_of", "label_sources")}
+    mlflow.log_input(dataset, context="training", tags={"tables": versions} | about_labels)
 
 
 def alias_version(model_name: str, alias: str) -> RegisteredModel | None:

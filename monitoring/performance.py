@@ -1,8 +1,9 @@
 """Performance and data-quality checks of the monitor, and its verdict (pure; the monitor flow publishes it).
 
 Reference = the champion's training window (after the feature warm-up); current = the newest days of
-the lake. Performance is judged on the labels known so far (lake labels, overridden by labels that
-arrived through ``/feedback``), and only with enough labelled frauds to mean something.
+the lake. Performance is judged only on labels known now (``data.labels``: the newest label event of a
+transaction, from the lake or the service's log, else genuine once the label delay old); younger rows
+without a label are pending and counted as such. AP is judged only with enough labelled frauds.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class MonitorResult:
     labelled_frauds: int
     feedback_labels: int
     rejected_share: float
+    pending_labels: int = 0
     reasons: list[str] = field(default_factory=list)
     retrain: str = "not needed"
 
@@ -65,7 +67,8 @@ class MonitorResult:
             f"current window {self.current_window[0]} .. {self.current_window[1]}",
             f"- drifted features: {', '.join(self.drifted_features) or 'none'}; score PSI {psi}",
             f"- AP on {self.labelled_frauds} labelled frauds of the current window: {ap} "
-            f"(champion's test AP {self.champion_test_ap:.4f}; {self.feedback_labels} labels came through /feedback)",
+            f"(champion's test AP {self.champion_test_ap:.4f}; {self.feedback_labels} labels came from "
+            f"/feedback or analysts; {self.pending_labels} transactions still pending: no label, not mature yet)",
             f"- rejected at ingestion: {self.rejected_share:.2%} of received rows",
             "",
             "### Verdict",
@@ -75,16 +78,6 @@ class MonitorResult:
             *(f"[{name}]({url})" for name, url in links.items()),
         ]
         return "\n".join(lines) + "\n"
-
-
-def labels_with_feedback(frame: pl.DataFrame, feedback: pl.DataFrame) -> tuple[pl.DataFrame, int]:
-    """Lake labels overridden by labels that arrived through /feedback (newest wins); and how many did."""
-    if feedback.height == 0:
-        return frame, 0
-    latest = feedback.unique("transaction_id", keep="last").select("transaction_id", fb=pl.col("is_fraud"))
-    joined = frame.join(latest, on="transaction_id", how="left")
-    used = int(joined["fb"].is_not_null().sum())
-    return joined.with_columns(is_fraud=pl.coalesce("fb", "is_fraud")).drop("fb"), used
 
 
 def labelled_performance(

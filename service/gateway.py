@@ -55,7 +55,7 @@ PUBLIC_ROUTES = frozenset(
 PUBLIC_GET_PREFIXES = ("/static_content/",)
 LOGIN_BODY_LIMIT = 4096
 #: POST routes whose bodies the gateway checks (size known up front, multipart forms that parse).
-DATA_PREFIXES = ("/score", "/feedback", "/score_job")
+DATA_PREFIXES = ("/score", "/feedback", "/score_job", "/alerts/verdicts")
 UPLOAD_ROUTES = ("/score_file", "/score_job", "/score_job/submit")
 #: Task routes BentoML answers with 400 while the task runs (the gateway makes it 409).
 UNFINISHED_TASK_ROUTES = ("/score_job/get", "/score_job/retry")

@@ -84,7 +84,11 @@ EXTRA_RESPONSES: dict[tuple[str, str], dict[str, str]] = {
     },
     ("post", "/score_job/retry"): {"409": "The task has not finished yet; only a finished task is retried."},
     ("post", "/model"): {"503": "The model is still loading."},
+    ("get", "/alerts"): {"400": "date is not a YYYY-MM-DD date, or limit is not a positive integer."},
+    ("post", "/alerts/verdicts"): {"413": "Body over FRAUDOPS_MAX_BODY_MB."},
 }
+#: FastAPI's answer to a bad query parameter, which the service gives as a 400 ``Error`` (service.service).
+FASTAPI_VALIDATION = ("HTTPValidationError", "ValidationError")
 
 
 def complete_openapi(generated: dict[str, Any], summary_schema: dict[str, Any]) -> dict[str, Any]:
@@ -125,6 +129,13 @@ def complete_openapi(generated: dict[str, Any], summary_schema: dict[str, Any]) 
                 f"of the results (reasons a list of structs); the rejected rows are in its key-value metadata "
                 f"{PARQUET_ERRORS_KEY!r} (JSON) and the counts in the X-Rows-Received/-Scored/-Rejected headers."
             )
+    # The GET routes (FastAPI) answer a bad query with a 400 Error, not FastAPI's 422.
+    for operations in paths.values():
+        for operation in operations.values():
+            if isinstance(operation, dict) and "HTTPValidationError" in str(operation.get("responses", {}).get("422")):
+                del operation["responses"]["422"]
+    for name in FASTAPI_VALIDATION:
+        schemas.pop(name, None)
     # BentoML's local server marks a task cancelled without stopping it; the gateway answers 404 there.
     paths.pop("/score_job/cancel", None)
     for route in ("/score_job/submit", "/score_job/retry"):  # answered with the task id and status only

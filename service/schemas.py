@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -10,6 +11,7 @@ from data.contract import TransactionIn
 
 MAX_BATCH_ROWS = 10_000
 MAX_FEEDBACK_LABELS = 10_000
+MAX_VERDICTS = 1_000
 
 
 class Reason(BaseModel):
@@ -63,6 +65,103 @@ class FeedbackResponse(BaseModel):
     unknown: int
     stored: int
     unknown_ids: list[str]
+
+
+class Verdict(BaseModel):
+    """An analyst's verdict on a scored transaction (an alert): it becomes an ``analyst`` label event."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    transaction_id: str = Field(min_length=1, max_length=128)
+    is_fraud: Literal[0, 1] = Field(description="1 fraud, 0 genuine (true/false are refused).")
+    reviewer: str | None = Field(None, max_length=128, description="Who reviewed it.")
+    note: str | None = Field(None, max_length=2000, description="Free text, e.g. what the cardholder said.")
+
+    @field_validator("is_fraud", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value: object) -> object:
+        if isinstance(value, bool):  # as for FeedbackItem: JSON false is not 0
+            raise ValueError("is_fraud must be 0 or 1, not true/false")
+        return value
+
+
+class VerdictError(BaseModel):
+    """Why one verdict of a request was refused (``index`` in the request's list)."""
+
+    index: int
+    transaction_id: str
+    reason: str
+
+
+class QueueFigures(BaseModel):
+    """A day's alert queue in numbers: ``backlog = alerts - reviewed``, ``precision = frauds / reviewed``."""
+
+    date: dt.date | None = Field(description="The queue's transaction day (UTC); null when nothing is scored yet.")
+    capacity: int = Field(description="Daily investigation capacity k (FRAUDOPS_ALERT_CAPACITY): the queue's cap.")
+    alerts: int = Field(description="Alerted cards that day, at most k.")
+    reviewed: int = Field(description="Alerts with an analyst's verdict.")
+    frauds: int = Field(description="Reviewed alerts found fraudulent.")
+    precision: float | None = Field(description="Realised CP@k: frauds / reviewed (null before the first verdict).")
+    backlog: int = Field(description="Alerts not reviewed yet.")
+
+
+class VerdictsResponse(BaseModel):
+    """``received == accepted + rejected``; every accepted verdict is an ``analyst`` label event at ``label_time``."""
+
+    received: int
+    accepted: int
+    rejected: int
+    applied: int = Field(description="Accepted verdicts whose transaction the online state holds (terminal risk).")
+    label_time: dt.datetime = Field(description="The verdicts' label_time: when they arrived (UTC).")
+    errors: list[VerdictError]
+    figures: QueueFigures = Field(description="Today's queue (the newest scored day) after these verdicts.")
+
+
+class RecentTransaction(BaseModel):
+    """One of a card's recent transactions from the scored log."""
+
+    transaction_id: str
+    tx_datetime: dt.datetime
+    terminal_id: str
+    amount: float
+    score: float
+    decision: Literal["alert", "approve"]
+
+
+class AlertVerdict(BaseModel):
+    """The newest analyst verdict on the card's transactions of the alert's day."""
+
+    transaction_id: str
+    is_fraud: Literal[0, 1]
+    reviewer: str | None
+    note: str | None
+    label_time: dt.datetime
+
+
+class Alert(BaseModel):
+    """One alerted card of the day: its highest-scored transaction, the card's recent history and its verdict."""
+
+    rank: int = Field(description="1 = the highest score of the day.")
+    transaction_id: str
+    customer_id: str
+    terminal_id: str
+    tx_datetime: dt.datetime
+    amount: float
+    score: float = Field(ge=0, le=1, description="The fraud probability it was scored with.")
+    model_version: str
+    reasons: list[Reason]
+    recent: list[RecentTransaction] = Field(description="The card's newest scored transactions up to the day's end.")
+    verdict: AlertVerdict | None = Field(description="Null until an analyst reviews the card's alert.")
+
+
+class AlertsResponse(BaseModel):
+    """The ``GET /alerts`` answer: a day's alert queue ranked by score, and its figures."""
+
+    date: dt.date | None
+    capacity: int
+    limit: int = Field(description="Alerts listed at most: min(limit asked, capacity).")
+    figures: QueueFigures
+    alerts: list[Alert]
 
 
 class BatchRequest(BaseModel):

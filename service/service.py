@@ -1,7 +1,8 @@
-"""The BentoML 1.4 service: real-time and batch scoring, with the Gradio UI mounted at /ui."""
+"""The BentoML 1.4 service: real-time and batch scoring, the analysts' alert queue, the Gradio UI at /ui."""
 
 from __future__ import annotations
 
+import datetime as dt
 import gc
 from http import HTTPStatus
 from pathlib import Path
@@ -12,26 +13,33 @@ import gradio as gr
 import polars as pl
 import pydantic_core
 from bentoml.exceptions import BentoMLException
-from fastapi import FastAPI
+from fastapi import FastAPI, Query
+from fastapi.exceptions import RequestValidationError
 from pydantic import Field
+from starlette.requests import Request
 from starlette.responses import Response
 
 from config.settings import LiveSettings, Settings
 from data.contract import TransactionIn
-from data.feedback import FeedbackLog
+from data.feedback import FeedbackLog, utc_now
+from features.definitions import to_epoch_us
 from features.stores import open_store
 from model.bundle import read_bundle
 from service.gateway import Gateway
-from service.recording import MONITOR_CLASS, RecordingScorer
+from service.recording import MONITOR_CLASS, AlertDesk, RecordingScorer
 from service.schemas import (
     MAX_BATCH_ROWS,
     MAX_FEEDBACK_LABELS,
+    MAX_VERDICTS,
+    AlertsResponse,
     BatchRequest,
     BatchResponse,
     FeedbackItem,
     FeedbackResponse,
     ModelSummary,
     ScoreResponse,
+    Verdict,
+    VerdictsResponse,
 )
 from service.scoring import PARQUET_MEDIA_TYPE, Scorer, TransactionConflict
 from service.traffic import install as fix_traffic_timeout
@@ -60,8 +68,33 @@ def _recording_scorer() -> RecordingScorer:
     return service.demo_recording if LiveSettings.ui_demo() else service.recording
 
 
+def _alert_desk() -> AlertDesk:
+    """The UI's alert queue: the API's, refused in demo mode (it would show cards and take verdicts without the key)."""
+    service = _current()
+    if service is None:
+        raise gr.Error("the model is still loading")
+    if LiveSettings.ui_demo():
+        raise gr.Error(
+            "the alert queue needs the API key: the demo UI (FRAUDOPS_UI_DEMO) is read-only", print_exception=False
+        )
+    return service.alert_desk
+
+
 # Gradio 6 + BentoML: mount through FastAPI, not bentoml.gradio (its /ui/ answers 500 there).
-ui_app = gr.mount_gradio_app(FastAPI(), build_ui(_recording_scorer), path="/")
+ui_app = gr.mount_gradio_app(FastAPI(), build_ui(_recording_scorer, _alert_desk), path="/")
+# The GET routes (BentoML APIs are POST only): FastAPI class views of the service, mounted at the root
+# (BentoML's PassiveMount passes on only the paths these routes match). No docs routes of its own: the
+# service's OpenAPI document includes them.
+get_app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+
+
+@get_app.exception_handler(RequestValidationError)
+async def _bad_query(_: Request, exc: RequestValidationError) -> Response:
+    """A bad query parameter is a 400 in the documented shape, as BentoML answers a bad body."""
+    detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
+    problems = "; ".join(f"{'.'.join(str(p) for p in d['loc'][1:]) or 'query'}: {d['msg']}" for d in detail)
+    body = pydantic_core.to_json({"error": problems, "detail": detail})
+    return Response(body, status_code=HTTPStatus.BAD_REQUEST, media_type="application/json")
 
 
 def _model_info() -> dict[str, Any] | None:
@@ -99,6 +132,7 @@ def _batch_problem(count: int, limit: int, where: str) -> str | None:
     },
 )
 @bentoml.asgi_app(ui_app, path="/ui")
+@bentoml.asgi_app(get_app, path="/")
 class FraudService:
     """Scores raw card transactions with the packaged champion model."""
 
@@ -118,9 +152,11 @@ class FraudService:
         )
         self.scorer = Scorer(bundle, store=store)
         salt = settings.hash_salt()
-        self.recording = RecordingScorer(self.scorer, salt, settings.monitor_path)
-        self.demo_recording = RecordingScorer(self.scorer, salt, settings.monitor_path, read_only=True)
+        # What was scored and every label told, for the lake and the alert queue (kept across restarts and models).
         self.feedback_log = FeedbackLog(settings.feedback_path)
+        self.recording = RecordingScorer(self.scorer, salt, settings.monitor_path, log=self.feedback_log)
+        self.demo_recording = RecordingScorer(self.scorer, salt, settings.monitor_path, read_only=True)
+        self.alert_desk = AlertDesk(self.scorer, self.feedback_log, settings.alert_capacity)
         self.max_file_rows, self.max_job_rows = settings.max_file_rows, settings.max_job_rows
         # The loaded model, state and libraries are long-lived: keep them out of every later GC pass
         # (measured: /score p99 at concurrency 32 fell from 653 to 185 ms, bench/results/service.json).
@@ -182,11 +218,16 @@ class FraudService:
     def feedback(
         self, labels: Annotated[list[FeedbackItem], Field(min_length=1, max_length=MAX_FEEDBACK_LABELS)]
     ) -> FeedbackResponse:
-        """Labels for earlier transactions: update the online state, store them for retraining."""
-        known = self.scorer.apply_labels(labels)
+        """Labels for earlier transactions: update the online state, store them for retraining.
+
+        Each is a ``feedback`` label event known from its arrival (now), in the log and in the state alike.
+        """
+        now = utc_now()
+        known = self.scorer.apply_labels(labels, label_us=to_epoch_us(now), source="feedback")
         stored = self.feedback_log.record(
             ((item.transaction_id, item.is_fraud, k) for item, k in zip(labels, known, strict=True)),
             self.scorer.version,
+            label_time=now,
         )
         unknown = [item.transaction_id for item, k in zip(labels, known, strict=True) if not k]
         return FeedbackResponse(
@@ -196,6 +237,35 @@ class FraudService:
             stored=stored,
             unknown_ids=unknown[:100],
         )
+
+    @get_app.get("/alerts", response_model=AlertsResponse, tags=["Service APIs"], operation_id="fraud_service__alerts")
+    def alerts(
+        self,
+        date: Annotated[
+            dt.date | None, Query(description="Transaction day (UTC), YYYY-MM-DD; default the newest scored day.")
+        ] = None,
+        limit: Annotated[
+            int | None, Query(ge=1, description="Alerts to list; at most (and by default) the capacity k.")
+        ] = None,
+    ) -> AlertsResponse:
+        """The day's alert queue for the analysts: one alert per card, ranked by score, at most k a day.
+
+        Each alert is the card's highest-scored alerted transaction of the day, with its reasons, the card's
+        recent transactions and the analyst's verdict once given; ``figures`` has the queue's alerts,
+        reviewed, frauds, precision (realised CP@k) and backlog.
+        """
+        return AlertsResponse.model_validate(self.alert_desk.queue(date, limit))
+
+    @bentoml.api(route="/alerts/verdicts", output_spec=VerdictsResponse)
+    def alert_verdicts(
+        self, verdicts: Annotated[list[Verdict], Field(min_length=1, max_length=MAX_VERDICTS)]
+    ) -> VerdictsResponse:
+        """Analysts' verdicts on alerts: each becomes an ``analyst`` label event now and updates the online state.
+
+        A transaction id the service has not scored is refused with its index and reason;
+        ``received == accepted + rejected``.
+        """
+        return VerdictsResponse.model_validate(self.alert_desk.review(verdicts))
 
     @bentoml.api(route="/model")
     def model(self) -> dict[str, Any]:

@@ -1,13 +1,18 @@
-"""Gradio front end: score one transaction, score a CSV or Parquet batch, read the model card.
+"""Gradio front end: score one transaction, score a CSV or Parquet batch, read the model card, work the alerts.
 
-Three tabs, all backed by the service's :class:`~service.recording.RecordingScorer` (the same
-score-and-record path as the API: prediction log, counters, conflict rules):
+Three tabs backed by the service's :class:`~service.recording.RecordingScorer` (the same
+score-and-record path as the API: prediction log, counters, conflict rules), and an Alerts tab backed
+by its :class:`~service.recording.AlertDesk` (the same queue and verdict path as ``GET /alerts`` and
+``POST /alerts/verdicts``):
 
 - **Score a transaction**: the decision, the reasons as a signed bar chart, the JSON response.
 - **Batch**: a file of raw transactions in the canonical schema; a results table, the rejected rows
   (index and reason), ``received = scored + rejected`` and a CSV of the results to download.
 - **Model card**: version, data window, threshold and its policy, the test metrics next to the
   published anchors (:mod:`model.anchors`), the precision-recall curve and the feature list.
+- **Alerts**: the day's alert queue (one alert per card, ranked by score, at most the capacity k), the
+  queue's figures, the selected alert's reasons and card history, and **Fraud** / **Genuine** buttons
+  that record the analyst's verdict (a label event, applied to the online state).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import math
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +33,8 @@ from data.contract import TransactionIn
 from model.anchors import ANCHORS, PERFECT_CP_AT_100_PROTOCOL_A, PROTOCOLS, SOURCE
 from model.card import ModelCard
 from model.policies import ThresholdPolicy
-from service.recording import RecordingScorer
-from service.schemas import MAX_BATCH_ROWS, BatchResponse, Reason, describe_validation_error
+from service.recording import AlertDesk, RecordingScorer
+from service.schemas import MAX_BATCH_ROWS, BatchResponse, Reason, Verdict, describe_validation_error
 from service.scoring import TransactionConflict
 from service.uploads import REQUIRED, UploadError, read_upload
 
@@ -55,6 +60,8 @@ DOWNLOAD_COLUMNS = [
 REASON_COLUMNS = ["feature", "value", "contribution", "direction"]
 COMPARISON_COLUMNS = ["source", "protocol / window", "model", "AUC ROC", "AP", "CP@100"]
 PR_COLUMNS = ["recall", "precision", "threshold"]
+ALERT_COLUMNS = ["rank", "card", "transaction_id", "amount", "score", "reasons", "verdict"]
+RECENT_COLUMNS = ["transaction_id", "tx_datetime", "terminal_id", "amount", "score", "decision"]
 
 
 def _number(value: Any) -> float | None:
@@ -226,11 +233,103 @@ def card_summary(card: ModelCard, has_curve: bool, state_size: int | None = None
     return "\n".join(lines)
 
 
+# --- alert queue ---------------------------------------------------------------------------------------
+
+
+def _reasons_text(reasons: list[dict[str, Any]]) -> str:
+    """An alert's reasons (plain dicts) in one line."""
+    return "; ".join(_reason_text(Reason.model_validate(r)) for r in reasons)
+
+
+def _verdict_text(verdict: dict[str, Any] | None) -> str:
+    if verdict is None:
+        return ""
+    return "fraud" if verdict["is_fraud"] == 1 else "genuine"
+
+
+def queue_figures_text(answer: dict[str, Any]) -> str:
+    """The figures line of an :meth:`AlertDesk.queue` answer."""
+    f = answer["figures"]
+    day = answer["date"] or "no scored transactions yet"
+    return (
+        f"**{day}**: alerts {f['alerts']} · reviewed {f['reviewed']} · precision {_fmt(f['precision'])} · "
+        f"backlog {f['backlog']} (capacity k = {f['capacity']})"
+    )
+
+
+def alerts_table(alerts: list[dict[str, Any]]) -> pd.DataFrame:
+    """The queue as a table: rank, card, transaction, amount, score, reasons, verdict."""
+    return pd.DataFrame(
+        [
+            {
+                "rank": a["rank"],
+                "card": a["customer_id"],
+                "transaction_id": a["transaction_id"],
+                "amount": round(a["amount"], 2),
+                "score": round(a["score"], 4),
+                "reasons": _reasons_text(a["reasons"]),
+                "verdict": _verdict_text(a["verdict"]),
+            }
+            for a in alerts
+        ],
+        columns=ALERT_COLUMNS,
+    )
+
+
+def alert_detail(alert: dict[str, Any] | None) -> tuple[str, pd.DataFrame]:
+    """The selected alert in words and its card's recent transactions."""
+    if alert is None:
+        return "_Select an alert in the table._", pd.DataFrame(columns=RECENT_COLUMNS)
+    lines = [
+        f"### #{alert['rank']} card {alert['customer_id']}: score {alert['score']:.3f}",
+        f"Transaction `{alert['transaction_id']}` at {alert['tx_datetime'].isoformat()} on terminal "
+        f"`{alert['terminal_id']}`, amount {alert['amount']:.2f} (model v{alert['model_version']}).",
+        "",
+        "Reasons (feature = value, push on the log-odds):",
+        *(f"- `{_reason_text(Reason.model_validate(r))}`" for r in alert["reasons"]),
+    ]
+    verdict = alert["verdict"]
+    if verdict is not None:
+        who = f" by {verdict['reviewer']}" if verdict["reviewer"] else ""
+        note = f": {verdict['note']}" if verdict["note"] else ""
+        lines += ["", f"**Reviewed: {_verdict_text(verdict)}**{who} at {verdict['label_time'].isoformat()}{note}"]
+    recent = pd.DataFrame(
+        [
+            {
+                **r,
+                "tx_datetime": r["tx_datetime"].isoformat(),
+                "amount": round(r["amount"], 2),
+                "score": round(r["score"], 4),
+            }
+            for r in alert["recent"]
+        ],
+        columns=RECENT_COLUMNS,
+    )
+    return "\n".join(lines), recent
+
+
+def parse_day(value: Any) -> date | None:
+    """The date picker's value (``YYYY-MM-DD...`` text, a datetime or a timestamp) as a date; None when empty."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC).date()
+    try:
+        return date.fromisoformat(str(value).strip()[:10])
+    except ValueError:
+        raise user_error(f"{value!r} is not a date (YYYY-MM-DD)", "Invalid date") from None
+
+
 # --- the app ---------------------------------------------------------------------------------------------
 
 
-def build_ui(get_scorer: Callable[[], RecordingScorer]) -> gr.Blocks:
-    """The Blocks app; ``get_scorer`` returns the service's recording scorer at call time."""
+def build_ui(get_scorer: Callable[[], RecordingScorer], get_desk: Callable[[], AlertDesk] | None = None) -> gr.Blocks:
+    """The Blocks app; ``get_scorer`` returns the service's recording scorer at call time.
+
+    With ``get_desk`` (the service's :class:`AlertDesk` at call time) the app has the Alerts tab.
+    """
 
     def score_one(
         tid: str, when: str, customer: str, terminal: str, amount: float | None
@@ -299,6 +398,53 @@ def build_ui(get_scorer: Callable[[], RecordingScorer]) -> gr.Blocks:
         raw = {**card.to_dict(), "online_state_transactions": state_size}
         return card_summary(card, not curve.empty, state_size), comparison_table(card), curve, features, raw
 
+    empty_detail = alert_detail(None)
+
+    def load_alerts(day: Any) -> tuple[str, pd.DataFrame, list[dict[str, Any]], str, pd.DataFrame, str | None]:
+        """The day's queue (default the newest scored day): figures, table, and the detail cleared."""
+        assert get_desk is not None
+        answer = get_desk().queue(parse_day(day))
+        return queue_figures_text(answer), alerts_table(answer["alerts"]), answer["alerts"], *empty_detail, None
+
+    def select_alert(alerts: list[dict[str, Any]], evt: gr.SelectData) -> tuple[str, pd.DataFrame, str | None]:
+        """Show the clicked row's alert: reasons, verdict, the card's recent transactions."""
+        row = evt.index[0] if isinstance(evt.index, list | tuple) else evt.index
+        if not isinstance(row, int) or not 0 <= row < len(alerts):
+            return *empty_detail, None
+        return *alert_detail(alerts[row]), alerts[row]["transaction_id"]
+
+    def mark(
+        is_fraud: int, selected: str | None, note: str, reviewer: str, day: Any
+    ) -> tuple[str, str, pd.DataFrame, list[dict[str, Any]], str, pd.DataFrame, str | None]:
+        """Record the analyst's verdict on the selected alert, then show the queue again (the alert kept selected)."""
+        if not selected:
+            raise user_error("select an alert in the table first", "No alert selected")
+        assert get_desk is not None
+        desk = get_desk()
+        try:
+            verdict = Verdict(
+                transaction_id=selected, is_fraud=is_fraud, reviewer=reviewer.strip() or None, note=note.strip() or None
+            )
+        except ValidationError as exc:
+            raise user_error(describe_validation_error(exc), "Invalid verdict") from exc
+        answer = desk.review([verdict])
+        if answer["rejected"]:
+            raise user_error(answer["errors"][0]["reason"], "Verdict refused")
+        status = (
+            f"Recorded: `{selected}` is **{'fraud' if is_fraud else 'genuine'}** "
+            f"(analyst label at {answer['label_time'].isoformat()})."
+        )
+        queue = desk.queue(parse_day(day))
+        chosen = next((a for a in queue["alerts"] if a["transaction_id"] == selected), None)
+        detail = alert_detail(chosen)
+        return status, queue_figures_text(queue), alerts_table(queue["alerts"]), queue["alerts"], *detail, selected
+
+    def mark_fraud(*args: Any) -> tuple[Any, ...]:
+        return mark(1, *args)
+
+    def mark_genuine(*args: Any) -> tuple[Any, ...]:
+        return mark(0, *args)
+
     now = datetime.now(UTC).replace(microsecond=0).isoformat()
     with gr.Blocks(title="fraudops") as blocks:
         gr.Markdown("# fraudops: card fraud scoring")
@@ -354,4 +500,41 @@ def build_ui(get_scorer: Callable[[], RecordingScorer]) -> gr.Blocks:
             outputs = [card_text, comparison, pr_plot, features, card_json]
             refresh.click(model_card, [], outputs, api_name="model_card")
             blocks.load(model_card, [], outputs, api_visibility="private")
+        if get_desk is not None:
+            with gr.Tab("Alerts"):
+                gr.Markdown(
+                    "The day's alerted cards, one per card (its highest-scored transaction), ranked by score, at "
+                    "most the daily capacity k. Select an alert, then mark it **Fraud** or **Genuine**: the verdict "
+                    "is a label event at once and reaches the online state."
+                )
+                with gr.Row():
+                    day = gr.DateTime(
+                        label="day (UTC; empty = the newest scored day)", include_time=False, type="string"
+                    )
+                    show = gr.Button("Show alerts", variant="primary")
+                figures = gr.Markdown()
+                queue = gr.Dataframe(label="alerts", headers=ALERT_COLUMNS, interactive=False)
+                alerts_state = gr.State([])
+                selected = gr.State(None)
+                with gr.Row():
+                    with gr.Column(scale=2):
+                        detail = gr.Markdown(empty_detail[0])
+                        recent = gr.Dataframe(
+                            label="the card's recent transactions", headers=RECENT_COLUMNS, interactive=False
+                        )
+                    with gr.Column(scale=1):
+                        reviewer = gr.Textbox(label="reviewer (optional)")
+                        note = gr.Textbox(label="note (optional)", lines=2)
+                        with gr.Row():
+                            fraud = gr.Button("Fraud", variant="stop")
+                            genuine = gr.Button("Genuine", variant="secondary")
+                        verdict_status = gr.Markdown()
+                listed = [figures, queue, alerts_state, detail, recent, selected]
+                show.click(load_alerts, [day], listed, api_name="alerts")
+                day.change(load_alerts, [day], listed, api_visibility="private")
+                queue.select(select_alert, [alerts_state], [detail, recent, selected], api_visibility="private")
+                marked = [verdict_status, *listed]
+                verdict_inputs = [selected, note, reviewer, day]
+                fraud.click(mark_fraud, verdict_inputs, marked, api_name="mark_fraud")
+                genuine.click(mark_genuine, verdict_inputs, marked, api_name="mark_genuine")
     return blocks

@@ -1,4 +1,3 @@
-import os
 from datetime import date
 from pathlib import Path
 
@@ -14,13 +13,14 @@ def test_landing_twice_adds_nothing_and_partitions_by_date(tmp_path: Path, small
     batch = small_transactions.head(5_000)
     first = lake.land(batch)
     again = lake.land(batch)
-    assert (first.landed, first.duplicates) == (5_000, 0)
-    assert (again.landed, again.duplicates, again.partitions) == (0, 5_000, ())
+    assert (first.landed, first.duplicates, first.labels_landed) == (5_000, 0, 5_000)
+    assert (again.landed, again.duplicates, again.partitions, again.labels_landed) == (0, 5_000, (), 0)
     stored = lake.read()
     assert stored.height == 5_000
     assert stored["transaction_id"].is_unique().all()
     days = batch["tx_datetime"].dt.date().unique().sort().to_list()
-    assert [p.parent.name for p in lake.partition_paths()] == [f"date={d}" for d in days]
+    assert lake.days() == days and first.partitions == tuple(str(d) for d in days)
+    assert sorted({p.name for p in lake.transactions_dir.glob("date=*")}) == [f"date={d}" for d in days]
 
 
 def test_appending_to_a_partition_keeps_old_rows(tmp_path: Path, small_transactions: pl.DataFrame) -> None:
@@ -29,7 +29,7 @@ def test_appending_to_a_partition_keeps_old_rows(tmp_path: Path, small_transacti
     lake.land(day.head(150))
     report = lake.land(day)
     assert (report.landed, report.duplicates) == (250, 150)
-    assert lake.read().sort("transaction_id").equals(day.sort("transaction_id"))
+    assert lake.read().select(day.columns).sort("transaction_id").equals(day.sort("transaction_id"))
 
 
 def test_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path: Path) -> None:
@@ -46,14 +46,19 @@ def test_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path: Path) -> No
     assert [p.name for p in target.parent.iterdir()] == ["part.parquet"]
 
 
-def test_lineage_digests_change_when_a_partition_changes(tmp_path: Path, small_transactions: pl.DataFrame) -> None:
+def test_lineage_names_the_table_versions_and_partition_digests_change(
+    tmp_path: Path, small_transactions: pl.DataFrame
+) -> None:
     lake = Lake(tmp_path)
     lake.land(small_transactions.head(100))
-    before = lake.lineage()
+    before, digests = lake.lineage(), lake.partition_digests()
     lake.land(small_transactions.slice(100, 10))
     after = lake.lineage()
-    assert before[0]["partition"] == after[0]["partition"]
-    assert before[0]["sha256"] != after[0]["sha256"]
+    assert [t["table"] for t in before] == ["transactions", "labels"]
+    assert before[0]["uri"].endswith("lake/transactions")
+    assert int(after[0]["version"]) == int(before[0]["version"]) + 1
+    first_day = next(iter(digests))
+    assert lake.partition_digests()[first_day] != digests[first_day]
 
 
 def test_handbook_columns_are_detected_and_mapped() -> None:
@@ -190,33 +195,29 @@ def test_truncated_parquet_fails_clearly(tmp_path: Path, small_transactions: pl.
         read_table(cut)
 
 
-def test_a_crash_between_write_and_rename_leaves_no_partial_partition(
+def test_a_failed_commit_lands_nothing_and_the_rerun_completes(
     tmp_path: Path, small_transactions: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import data.lake as lake_module
+    from deltalake.table import TableMerger
 
     lake = Lake(tmp_path)
     day = pl.col("tx_datetime").dt.date()
+    first_day = small_transactions.filter(day == date(2026, 1, 1))
     batch = small_transactions.filter(day <= date(2026, 1, 3))
-    real_replace, calls = os.replace, []
+    lake.land(first_day)
+    version = lake.versions()
 
-    def crash_on_second(src: str, dst: Path) -> None:
-        calls.append(dst)
-        if len(calls) == 2:
-            raise OSError("power cut")
-        real_replace(src, dst)
+    def power_cut(self: TableMerger) -> dict[str, object]:
+        raise OSError("power cut")
 
-    monkeypatch.setattr(lake_module.os, "replace", crash_on_second)
+    monkeypatch.setattr(TableMerger, "execute", power_cut)
     with pytest.raises(OSError, match="power cut"):
         lake.land(batch)
     monkeypatch.undo()
-    assert len(lake.partition_paths()) == 1  # the first day landed whole, the second not at all
-    assert not list(tmp_path.rglob(".tmp-*"))
-    first_day = batch.filter(day == date(2026, 1, 1))
-    assert lake.read().height == first_day.height
+    assert lake.versions() == version and lake.read().height == first_day.height  # nothing half-landed
     rerun = lake.land(batch)  # the rerun completes the batch without duplicating the first day
     assert (rerun.landed, rerun.duplicates) == (batch.height - first_day.height, first_day.height)
-    assert lake.read().sort("transaction_id").equals(batch.sort("transaction_id"))
+    assert lake.read().select(batch.columns).sort("transaction_id").equals(batch.sort("transaction_id"))
 
 
 def test_common_timestamp_spellings_parse_to_the_same_utc_instant() -> None:

@@ -59,12 +59,14 @@ def test_training_run_names_the_lake_partitions_it_used(pipeline_result: dict[st
     (dataset_input,) = run.inputs.dataset_inputs
     split = pipeline_result["train"]["split"]
     lineage = Lake(home).lineage(*(date.fromisoformat(split[k]) for k in ("train_start", "test_end")))
-    digest = hashlib.sha256("".join(f"{p['partition']}:{p['sha256']};" for p in lineage).encode()).hexdigest()
+    digest = hashlib.sha256(json.dumps(lineage, sort_keys=True).encode()).hexdigest()
     assert dataset_input.dataset.digest == digest[:32]
     assert json.loads(dataset_input.dataset.source)["uri"].endswith("lake/transactions")
     logged = json.loads(Path(client.download_artifacts(run.info.run_id, "lineage.json")).read_text())
-    # 90 days landed; labels are known up to the 7-day delay before the newest day: 83 partitions.
-    assert logged["partitions"] == lineage and len(lineage) == 90 - 7
+    assert logged["tables"] == lineage and [t["table"] for t in lineage] == ["transactions", "labels"]
+    # 90 days landed; labels are known up to the 7-day delay before the newest day: an 83-day window.
+    window = date.fromisoformat(lineage[0]["end"]) - date.fromisoformat(lineage[0]["start"])
+    assert window.days + 1 == 90 - 7
 
 
 def test_pipeline_accounts_for_every_row_and_builds_the_bento(pipeline_result: dict[str, Any]) -> None:

@@ -120,3 +120,30 @@ def test_rejected_rows_are_quarantined_with_reasons_and_counts_balance(
     assert "amount: negative" in reasons["bad-1"]
     assert "tx_datetime: cannot parse value 'yesterday'" in reasons["bad-2"]
     assert "in the future" in reasons["bad-3"] and "is_fraud" in reasons["bad-3"]
+
+
+def test_a_label_file_lands_as_events_with_bad_rows_quarantined(
+    fraudops: Callable[..., Result], lake_home: Path
+) -> None:
+    fraudops(*["simulate", *WORLD, "--days", "3", "--land"])
+    lake = Lake(lake_home)
+    first = lake.read().row(0, named=True)
+    tid, flipped = first["transaction_id"], 1 - first["is_fraud"]
+    path = lake_home / "chargebacks.csv"
+    path.write_text(
+        "transaction_id,is_fraud,label_time,source\n"
+        f"{tid},{flipped},2026-04-20 09:00:00,chargeback\n"
+        "not-yet-seen,1,2026-04-20 09:00:00,\n"
+        f"{tid},maybe,2026-04-20 09:00:00,\n"
+        "x,1,2026-04-20 09:00:00,bank\n"
+    )
+    result = fraudops(*["ingest", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "read 4 = accepted 2 + duplicates 0 + rejected 2" in result.output
+    assert "labels: landed 2, duplicates 0, contradictions 1, unknown transactions 1" in result.output
+    assert lake.read().filter(pl.col("transaction_id") == tid)["is_fraud"][0] == flipped
+    quarantined = pl.read_parquet(next((lake_home / "quarantine").glob("chargebacks-*.parquet")))
+    assert "is_fraud: must be 0 or 1, got 'maybe'" in quarantined["reason"][0]
+    assert "source: unknown 'bank'" in quarantined["reason"][1]
+    again = fraudops(*["ingest", str(path)])
+    assert "read 4 = accepted 0 + duplicates 2 + rejected 2" in again.output

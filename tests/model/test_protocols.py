@@ -27,6 +27,7 @@ from model.protocols import (
     Window,
     build_protocol,
     exclude_known_defrauded,
+    investigator_labels,
     perfect_card_precision,
     run_protocol,
 )
@@ -212,6 +213,7 @@ SMALL_ANCHORS = Anchors(
     folds=2,
     valid_folds=2,
     extended_valid_folds=1,
+    go_live_weeks=2,  # A-feedback's investigations start on day 59, before the test (day 64)
 )
 
 
@@ -242,7 +244,7 @@ def test_run_protocol_reports_both_models_on_every_fold(simulated_file: Path) ->
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["A-extended", "B"])
+@pytest.mark.parametrize("name", ["A-extended", "A-feedback", "B"])
 def test_evaluate_flow_writes_the_results_json_and_an_mlflow_run(
     prefect_harness: None, simulated_file: Path, tmp_path: Path, name: str
 ) -> None:
@@ -252,8 +254,15 @@ def test_evaluate_flow_writes_the_results_json_and_an_mlflow_run(
     from flows.evaluate import evaluate_flow
 
     out = tmp_path / "quality.json"
+    feature_set = "labels" if name == "A-feedback" else "extended"
     returned = evaluate_flow(
-        name, str(simulated_file), json_out=str(out), budget_seconds=0, max_trials=2, anchors=SMALL_ANCHORS
+        name,
+        str(simulated_file),
+        json_out=str(out),
+        feature_set=feature_set,
+        budget_seconds=0,
+        max_trials=2,
+        anchors=SMALL_ANCHORS,
     )
     written = json.loads(out.read_text())
     for model in MODELS:
@@ -263,8 +272,49 @@ def test_evaluate_flow_writes_the_results_json_and_an_mlflow_run(
     assert written["protocol"] == name and written["published_test_set_check"] is None
     assert written["test_set"]["transactions"] > 0 and written["search"]["n_trials"] <= 2
     assert returned["xgboost"]["ap"] == pytest.approx(written["xgboost"]["ap"])
+    if name == "A-feedback":  # investigations from the go-live: 100 cards a day at most, frauds among them
+        investigations = written["investigations"]
+        assert investigations["start"] == (WORLD_START + timedelta(days=59)).isoformat()
+        assert 0 < investigations["cards"] <= 100 * investigations["days"]
+        assert 0 < investigations["frauds_found"] <= investigations["frauds_from_go_live"]
+    else:
+        assert written["investigations"] is None
 
     run = mlflow.MlflowClient(Settings().tracking_uri).get_run(written["mlflow_run_id"])
     assert run.data.params["protocol"] == name
     assert run.data.metrics["xgboost_ap"] == pytest.approx(written["xgboost"]["ap"])
     assert run.data.metrics["test_frauds"] == written["test_set"]["frauds"]
+
+
+def test_investigators_label_each_days_top_cards_the_next_day() -> None:
+    """Top-k cards per day by their highest score; all their transactions of the day, known the next day."""
+    day0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
+    rows = [
+        # (id, time, card, truth, score): day 0 ranks c1 (0.9) over c2 (0.8) over c3; day 1 ranks c3 first.
+        ("a", day0, "c1", 1, 0.9),
+        ("b", day0 + timedelta(hours=2), "c1", 0, 0.1),  # c1's other transaction that day comes along
+        ("c", day0, "c2", 0, 0.8),
+        ("d", day0, "c3", 1, 0.2),
+        ("e", day0 + timedelta(days=1), "c3", 1, 0.7),
+        ("f", day0 + timedelta(days=1), "c1", 0, 0.3),
+        ("g", day0 - timedelta(days=1), "c9", 1, 0.99),  # before the go-live: never investigated
+    ]
+    scored = pl.DataFrame(
+        rows, schema=["transaction_id", "tx_datetime", "customer_id", "is_fraud", "score"], orient="row"
+    )
+    events, summary = investigator_labels(scored, day0.date(), capacity=2)
+    got = {r["transaction_id"]: (r["is_fraud"], r["label_time"], r["source"]) for r in events.to_dicts()}
+    next_day = datetime(2026, 3, 3, tzinfo=UTC)
+    assert got == {
+        "a": (1, next_day, "analyst"),
+        "b": (0, next_day, "analyst"),
+        "c": (0, next_day, "analyst"),
+        "e": (1, next_day + timedelta(days=1), "analyst"),
+        "f": (0, next_day + timedelta(days=1), "analyst"),
+    }
+    assert (summary["cards"], summary["transactions"], summary["frauds_found"], summary["frauds_from_go_live"]) == (
+        4,
+        5,
+        2,
+        3,
+    )
