@@ -344,10 +344,10 @@ def read_training_data(
 
     ``ValueError`` when there are no transactions there.
     """
-    if pinned.transactions < 0:
-        raise ValueError(f"the lake at {lake.transactions_dir} is empty; ingest first")
-    transactions = lake.read(start, end, as_of=pinned.as_of, versions=pinned.versions)
-    if transactions.height == 0:
+    transactions = None
+    if pinned.transactions >= 0:
+        transactions = lake.read(start, end, as_of=pinned.as_of, versions=pinned.versions)
+    if transactions is None or transactions.height == 0:
         raise ValueError(f"the lake at {lake.transactions_dir} has no transactions in {start}..{end}; ingest first")
     labels = lake.read_labels(as_of=pinned.as_of, version=pinned.labels if pinned.labels >= 0 else None)
     return transactions, labels

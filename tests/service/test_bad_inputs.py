@@ -530,7 +530,12 @@ CLI = [
     cli("evaluate-unknown-protocol", "evaluate --protocol Z --data @/garbage.csv", "--protocol", "expected one"),
     cli("evaluate-missing-file", f"{EVAL} @/missing.pq", "--data", "missing.pq: no such file"),
     cli("evaluate-directory", f"{EVAL} @/folder", "--data", "is a directory"),
-    cli("evaluate-unknown-feature-set", f"{EVAL} @/garbage.csv --feature-set xl", "--feature-set", "expected extended"),
+    cli(
+        "evaluate-unknown-feature-set",
+        f"{EVAL} @/garbage.csv --feature-set xl",
+        "--feature-set",
+        "expected one of baseline, extended, labels",
+    ),
     cli("evaluate-negative-budget", f"{EVAL} @/garbage.csv --budget-seconds -5", "--budget-seconds"),
     cli("evaluate-zero-trials", f"{EVAL} @/garbage.csv --max-trials 0", "--max-trials"),
     cli("evaluate-binary-garbage", f"{EVAL} @/garbage.csv", "evaluation failed", "garbage.csv"),
