@@ -16,7 +16,7 @@ comparison window, the monitor and the evaluation protocols.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
@@ -106,20 +106,36 @@ def with_labels_as_of(
     events: pl.DataFrame | pl.LazyFrame,
     as_of: datetime | None,
     maturity_days: int = DEFAULT_MATURITY_DAYS,
+    matured_at: datetime | None = None,
 ) -> pl.DataFrame:
     """``transactions`` with ``is_fraud`` as known at ``as_of``: the label, else 0 once mature, else null (pending).
 
     ``as_of=None`` reads every event and treats every unlabelled transaction as mature (the latest view).
-    The transactions' own ``is_fraud`` column, if any, is replaced.
+    Maturity is measured at ``matured_at`` (default ``as_of``): the data's own clock when it lags the wall
+    clock (a simulated or replayed world), see :func:`data_clock`. The transactions' own ``is_fraud``
+    column, if any, is replaced.
     """
     known = labels_as_of(events, as_of).select("transaction_id", pl.col("is_fraud").alias("_label"))
     out = transactions.drop("is_fraud", strict=False).join(
         known, on="transaction_id", how="left", maintain_order="left"
     )
-    mature = pl.lit(True) if as_of is None else pl.col("tx_datetime") <= as_of - timedelta(days=maturity_days)
+    clock = matured_at or as_of
+    mature = pl.lit(True) if clock is None else pl.col("tx_datetime") <= clock - timedelta(days=maturity_days)
     label = pl.when(pl.col("_label").is_not_null()).then(pl.col("_label")).when(mature).then(pl.lit(0, pl.Int8))
     out = out.with_columns(is_fraud=label.cast(pl.Int8)).drop("_label")
     return out.select(transactions.columns) if "is_fraud" in transactions.columns else out
+
+
+def data_clock(newest_transaction: datetime | None, now: datetime) -> datetime:
+    """When maturity is measured: ``now``, or the end of the newest transaction's day when the data lags behind.
+
+    In production the two agree. A simulated or replayed world ends in the past: by the wall clock all of
+    it would be mature at once, although by its own clock its newest week's labels are not due yet.
+    """
+    if newest_transaction is None:
+        return now
+    end_of_day = datetime.combine(newest_transaction.date() + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+    return min(now, end_of_day)
 
 
 def pending_count(

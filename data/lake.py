@@ -247,15 +247,19 @@ class Lake:
         days = self.days()
         return days[-1] if days else None
 
+    def newest_time(self, version: int | None = None) -> datetime | None:
+        """The newest ``tx_datetime`` in the transactions table (at ``version``); None when it is empty."""
+        return self.scan_transactions(version).select(pl.col("tx_datetime").max()).collect().item()
+
     def scan_transactions(self, version: int | None = None) -> pl.LazyFrame:
-        """The transactions table (at ``version``) as a lazy frame, ``date`` column included."""
-        if not self._exists(TRANSACTIONS):
+        """The transactions table (at ``version``; negative: before it existed) as a lazy frame, with ``date``."""
+        if not self._exists(TRANSACTIONS) or (version is not None and version < 0):
             return pl.DataFrame(schema=TRANSACTION_SCHEMA).lazy()
         return pl.scan_delta(self.transactions_dir, version=version)
 
     def scan_labels(self, version: int | None = None) -> pl.LazyFrame:
-        """The label events table (at ``version``) as a lazy frame."""
-        if not self._exists(LABELS):
+        """The label events table (at ``version``; negative: before it existed) as a lazy frame."""
+        if not self._exists(LABELS) or (version is not None and version < 0):
             return empty_labels().lazy()
         return pl.scan_delta(self.labels_dir, version=version)
 
@@ -291,6 +295,7 @@ class Lake:
         end: date | None = None,
         as_of: datetime | None = None,
         versions: dict[str, int] | None = None,
+        matured_at: datetime | None = None,
     ) -> pl.DataFrame:
         """Transactions with ``start <= date <= end`` and ``is_fraud`` as known at ``as_of``.
 
@@ -306,7 +311,7 @@ class Lake:
         events = self.scan_labels(versions.get(LABELS)).join(
             transactions.lazy().select("transaction_id"), on="transaction_id", how="semi", maintain_order="left"
         )
-        out = with_labels_as_of(transactions, events, as_of, self.label_delay_days)
+        out = with_labels_as_of(transactions, events, as_of, self.label_delay_days, matured_at)
         rest = [c for c in out.columns if c not in CANONICAL_COLUMNS]
         return out.select(*CANONICAL_COLUMNS, *rest)
 
@@ -367,8 +372,10 @@ class Lake:
         rows = first.drop([c for c in LABEL_COLUMNS if c != "transaction_id"], strict=False).with_columns(
             pl.col("tx_datetime").dt.date().alias(PARTITION_COLUMN)
         )
-        landed, partitions = _retrying(lambda: self._merge_transactions(rows))
+        # Labels first: a reader between the two commits must not see the transactions without their labels
+        # (they would count as genuine once mature); events of transactions not landed yet wait harmlessly.
         labels = self._land_labels(events, check_transactions=False, unique=True) if events.height else None
+        landed, partitions = _retrying(lambda: self._merge_transactions(rows))
         return LandingReport(
             received,
             landed,
@@ -479,11 +486,16 @@ class Lake:
             .height
         )
 
-    def quarantine(self, rejected: pl.DataFrame, batch_name: str) -> Path | None:
-        """Store rejected rows (with their ``reason``) for inspection; None if there are none."""
+    def quarantine(self, rejected: pl.DataFrame, batch_name: str, kind: str = "transactions") -> Path | None:
+        """Store rejected rows (with their ``reason``) for inspection; None if there are none.
+
+        Rejected transactions go to ``quarantine/``, rejected label rows to ``quarantine/labels/`` (the
+        monitor counts the first against the transactions received).
+        """
         if rejected.height == 0:
             return None
-        target = self.quarantine_dir / f"{batch_name}.parquet"
+        folder = self.quarantine_dir if kind == "transactions" else self.quarantine_dir / kind
+        target = folder / f"{batch_name}.parquet"
         write_parquet_atomic(rejected, target)
         return target
 

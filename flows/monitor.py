@@ -19,7 +19,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from config.settings import current_settings
 from data.feedback import read_label_events
-from data.labels import labels_as_of, with_labels_as_of
+from data.labels import data_clock, labels_as_of, with_labels_as_of
 from data.lake import Lake
 from features.definitions import compute_features
 from monitoring.drift import DriftReport, drift_report
@@ -80,10 +80,12 @@ def monitor_flow(
     as_of = datetime.now(UTC)
     labels = pl.concat([lake.read_labels(as_of=as_of), read_label_events(settings.feedback_path)])
     labels = labels.filter(pl.col("label_time") <= as_of)
+    matured_at = data_clock(lake.newest_time(), as_of)  # a world that ends in the past matures by its own clock
 
     def window(first: date, last: date, history_from: date) -> pl.DataFrame:
         read = lake.read_transactions(history_from, last)
-        frame = compute_features(with_labels_as_of(read, labels, as_of, spec.label_delay_days), spec, labels=labels)
+        known = with_labels_as_of(read, labels, as_of, spec.label_delay_days, matured_at)
+        frame = compute_features(known, spec, labels=labels)
         frame = frame.filter(pl.col("tx_datetime").dt.date().is_between(first, last))
         return frame.with_columns(score=pl.Series(predict(booster, matrix(frame, spec)), dtype=pl.Float64))
 

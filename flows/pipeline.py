@@ -14,7 +14,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from config.settings import Settings, current_settings
-from data.labels import labels_as_of
+from data.labels import data_clock, labels_as_of
 from data.lake import Lake, write_parquet_atomic
 from data.live import LiveLabelConfig
 from data.simulator import SimulatorConfig, simulate_transactions
@@ -88,7 +88,7 @@ def _champion_scores(settings: Settings, lake: Lake, day: date, day_file: Path) 
     transactions as ``day_file`` delivers them (no labels), whether or not they have landed.
     """
     from data.contract import CANONICAL_COLUMNS, CANONICAL_SCHEMA
-    from flows.scoring import score_period
+    from flows.scoring import history_labels, score_period
     from model.registry import CHAMPION, Registry, alias_version, load_booster, load_model_card
 
     Registry.connect(settings)
@@ -103,7 +103,8 @@ def _champion_scores(settings: Settings, lake: Lake, day: date, day_file: Path) 
     history = lake.read(day - timedelta(days=card.spec.history_days), day - timedelta(days=1))
     unlabelled = transactions.with_columns(pl.lit(None, CANONICAL_SCHEMA["is_fraud"]).alias("is_fraud"))
     frame = pl.concat([history.select(CANONICAL_COLUMNS), unlabelled.select(CANONICAL_COLUMNS)])
-    scores = score_period(frame, [day], card.spec, load_booster(champion), card.threshold, champion.version)
+    labels = history_labels(lake, history)  # each known from its own time: what the service's state holds
+    scores = score_period(frame, [day], card.spec, load_booster(champion), card.threshold, champion.version, labels)
     return scores, champion.version
 
 
@@ -119,9 +120,15 @@ def _simulate_live_day(
 
     lake = Lake(settings.home_dir, settings.label_delay_days)
     state = LiveState(live_dir(settings.home_dir, config))
-    following = next_live_day(lake.newest_day(), state, config.world_origin)
-    if start is not None and start < following:
-        raise ValueError(f"live mode emits new days only: {start} is before {following}, the next one")
+    lake_newest, emitted = lake.newest_day(), state.newest_day()
+    following = next_live_day(lake_newest, state, config.world_origin)
+    # A run stopped after landing its day but before recording it: --start that day replays it (idempotent).
+    replay = start is not None and start == lake_newest and (emitted is None or start > emitted)
+    if start is not None and start < following and not replay:
+        raise ValueError(
+            f"live mode emits new days only: {start} is before {following}, the next one "
+            f"(or the lake's newest day {lake_newest}, to replay a run that stopped before recording it)"
+        )
     day = start or following
     truth = simulate_transactions(day_config(config, day))
     stem = f"live-{day}-{config.n_customers}c-seed{config.seed}" + "".join(f"-{name}" for name in config.drift)
@@ -289,9 +296,12 @@ def _ingest_transactions(
 def _ingest_labels(lake: Lake, path: Path, raw: pl.DataFrame, batch_name: str) -> IngestSummary:
     """A label file: check each row (reasons to quarantine), land the events in the labels table."""
     parsed = to_label_frame(raw)
-    validation = validate_labels(parsed, lake.transaction_times(parsed["transaction_id"]))
+    # A row without a label_time was given when the file was written: its modification time, so that
+    # ingesting the same file again lands nothing new (and cannot outrank a later verdict).
+    written = datetime.fromtimestamp(int(path.stat().st_mtime), UTC)
+    validation = validate_labels(parsed, lake.transaction_times(parsed["transaction_id"]), arrived=written)
     landing = lake.land_labels(validation.accepted)
-    quarantine = lake.quarantine(validation.rejected, batch_name)
+    quarantine = lake.quarantine(validation.rejected, batch_name, kind="labels")
     return IngestSummary(
         source=str(path),
         read=parsed.height,
@@ -346,7 +356,8 @@ def read_training_data(
     """
     transactions = None
     if pinned.transactions >= 0:
-        transactions = lake.read(start, end, as_of=pinned.as_of, versions=pinned.versions)
+        matured_at = data_clock(lake.newest_time(pinned.transactions), pinned.as_of)
+        transactions = lake.read(start, end, as_of=pinned.as_of, versions=pinned.versions, matured_at=matured_at)
     if transactions is None or transactions.height == 0:
         raise ValueError(f"the lake at {lake.transactions_dir} has no transactions in {start}..{end}; ingest first")
     labels = lake.read_labels(as_of=pinned.as_of, version=pinned.labels if pinned.labels >= 0 else None)
@@ -358,7 +369,7 @@ def training_split(
 ) -> TimeSplit:
     """Train | gap | valid | gap | test, the test ending a label delay before the lake's newest day (at ``pinned``)."""
     days = features["tx_datetime"].dt.date()
-    newest = lake.scan_transactions(pinned.transactions).select(pl.col("tx_datetime").max()).collect().item().date()
+    newest = lake.newest_time(pinned.transactions).date()  # type: ignore[union-attr]
     labelled_until = min(days.max(), newest - timedelta(days=spec.label_delay_days))  # type: ignore[type-var]
     return TimeSplit.ending_at(labelled_until, days.min(), spec.label_delay_days, valid_days, test_days)  # type: ignore[arg-type]
 
@@ -487,8 +498,17 @@ def train_flow(
     transactions, labels = read_training_data(lake, pinned, start, end)
     Registry.connect(settings)
     lineage = [{**t, "version": str(versions[t["table"]])} for t in lake.lineage(start, end)]
-    digest = features_digest([*lineage, {"labels_as_of": as_of.isoformat()}], spec)
-    features = build_features_task(transactions, spec, digest, labels)
+    # Features read each label from its own time, so events after the newest transaction change none of
+    # them: the table is the same while the versions are, and it is cached across runs (until then).
+    newest = transactions["tx_datetime"].max()
+    digest = features_digest([*lineage, {"labels_as_of": min(as_of, newest).isoformat()}], spec)  # type: ignore[type-var,union-attr]
+    # The cached table holds the features only; the target (labels as known now) joins it afterwards.
+    features = build_features_task(transactions.drop("is_fraud"), spec, digest, labels).join(
+        transactions.select("transaction_id", "tx_datetime", "is_fraud"),
+        on=["transaction_id", "tx_datetime"],
+        how="left",
+        maintain_order="left",
+    )
     basis = champion_basis(settings.registered_model) if check_reference or from_champion else None
     reference = basis.reference if basis and check_reference else None
     if reference is not None:

@@ -19,6 +19,7 @@ from prefect.input import RunInput
 from pydantic import Field
 
 from config.settings import current_settings
+from data.labels import data_clock
 from data.lake import Lake
 from features.definitions import FeatureSpec, compute_features
 from model.promotion import ModelScore, PromotionDecision, PromotionPolicy, decide_promotion
@@ -119,7 +120,8 @@ def measure_and_decide(
     history = max(c.spec.history_days for c in (card, champion_card) if c)
     # Labels as known now: the window's rows without a known label yet (pending) are left out.
     as_of = datetime.now(UTC)
-    transactions = lake.read(window[0] - timedelta(days=history), window[1], as_of=as_of)
+    matured_at = data_clock(lake.newest_time(), as_of)
+    transactions = lake.read(window[0] - timedelta(days=history), window[1], as_of=as_of, matured_at=matured_at)
     labels = lake.read_labels(as_of=as_of)
     split = TimeSplit(window[0], window[1], window[0], window[1], *window)
     frames: dict[FeatureSpec, pl.DataFrame] = {}

@@ -22,6 +22,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from config.settings import current_settings
+from data.labels import LABEL_COLUMNS
 from data.lake import Lake, write_atomic, write_parquet_atomic
 from data.privacy import pseudonymise
 from features.definitions import FeatureSpec, compute_features
@@ -53,9 +54,18 @@ def write_scored_day(frame: pl.DataFrame, target: Path, manifest: dict[str, Any]
 
 
 def score_period(
-    history: pl.DataFrame, days: list[date], spec: FeatureSpec, booster: xgb.Booster, threshold: float, version: str
+    history: pl.DataFrame,
+    days: list[date],
+    spec: FeatureSpec,
+    booster: xgb.Booster,
+    threshold: float,
+    version: str,
+    labels: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Score the transactions of ``days``; ``history`` also holds the days their windows look back on.
+
+    Terminal risk reads ``labels`` (label events, each from its own label time; ``data.labels``), else
+    the history's ``is_fraud`` as dataset labels known a delay after each transaction.
 
     Features are computed from the first scored day on (earlier rows only feed the windows), then the
     native booster scores the scored days' rows with ``inplace_predict`` on its own threads (all cores
@@ -64,7 +74,9 @@ def score_period(
     from model.training import matrix, predict
 
     start = datetime.combine(min(days), time(), UTC)
-    features = compute_features(history, spec, start=start).filter(pl.col("tx_datetime").dt.date().is_in(days))
+    features = compute_features(history, spec, start=start, labels=labels).filter(
+        pl.col("tx_datetime").dt.date().is_in(days)
+    )
     scores = pl.Series("score", predict(booster, matrix(features, spec)), dtype=pl.Float64)
     return features.select("transaction_id", "tx_datetime", "customer_id", "terminal_id", "amount").with_columns(
         scores,
@@ -84,9 +96,17 @@ def score_days_task(
     import xgboost as xgb
 
     feature_spec = FeatureSpec.from_dict(spec)
-    history = Lake(Path(lake_root)).read(min(days) - timedelta(days=feature_spec.history_days), max(days))
+    lake = Lake(Path(lake_root), feature_spec.label_delay_days)
+    history = lake.read_transactions(min(days) - timedelta(days=feature_spec.history_days), max(days))
+    labels = history_labels(lake, history)
     booster = xgb.Booster(model_file=bytearray(model))
-    return score_period(history, days, feature_spec, booster, threshold, version)
+    return score_period(history, days, feature_spec, booster, threshold, version, labels)
+
+
+def history_labels(lake: Lake, history: pl.DataFrame) -> pl.DataFrame:
+    """The lake's label events of the ``history`` transactions (each applies from its own label time)."""
+    ids = history.select("transaction_id").lazy()
+    return lake.scan_labels().join(ids, on="transaction_id", how="semi").select(LABEL_COLUMNS).collect()
 
 
 @flow(name="batch-score", log_prints=True)

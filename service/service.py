@@ -13,7 +13,7 @@ import gradio as gr
 import polars as pl
 import pydantic_core
 from bentoml.exceptions import BentoMLException
-from fastapi import FastAPI, Query
+from fastapi import Depends, FastAPI, Query
 from fastapi.exceptions import RequestValidationError
 from pydantic import Field
 from starlette.requests import Request
@@ -95,6 +95,22 @@ async def _bad_query(_: Request, exc: RequestValidationError) -> Response:
     problems = "; ".join(f"{'.'.join(str(p) for p in d['loc'][1:]) or 'query'}: {d['msg']}" for d in detail)
     body = pydantic_core.to_json({"error": problems, "detail": detail})
     return Response(body, status_code=HTTPStatus.BAD_REQUEST, media_type="application/json")
+
+
+def _only_query_parameters(*names: str) -> Any:
+    """A FastAPI dependency refusing query parameters other than ``names`` (400 naming them), as bodies do."""
+
+    def check(request: Request) -> None:
+        unknown = sorted(set(request.query_params) - set(names))
+        if unknown:
+            raise RequestValidationError(
+                [
+                    {"loc": ("query", name), "msg": "unknown query parameter", "type": "extra_forbidden"}
+                    for name in unknown
+                ]
+            )
+
+    return check
 
 
 def _model_info() -> dict[str, Any] | None:
@@ -238,7 +254,13 @@ class FraudService:
             unknown_ids=unknown[:100],
         )
 
-    @get_app.get("/alerts", response_model=AlertsResponse, tags=["Service APIs"], operation_id="fraud_service__alerts")
+    @get_app.get(
+        "/alerts",
+        response_model=AlertsResponse,
+        tags=["Service APIs"],
+        operation_id="fraud_service__alerts",
+        dependencies=[Depends(_only_query_parameters("date", "limit"))],
+    )
     def alerts(
         self,
         date: Annotated[

@@ -119,19 +119,24 @@ class LabelValidation:
         return self.accepted.height + self.rejected.height
 
 
-def validate_labels(batch: pl.DataFrame, known: pl.DataFrame, now: datetime | None = None) -> LabelValidation:
+def validate_labels(
+    batch: pl.DataFrame, known: pl.DataFrame, now: datetime | None = None, arrived: datetime | None = None
+) -> LabelValidation:
     """Check each row of a label file (from :func:`data.sources.to_label_frame`); name every problem.
 
     ``known`` holds ``transaction_id, tx_datetime`` of the file's transactions already in the lake (a label
     may not predate its transaction; labels of other transactions are fine: they apply when it arrives).
-    A missing ``label_time`` is ``now`` (the arrival), a missing ``source`` is ``chargeback``.
+    A missing ``label_time`` is ``arrived`` (the ingest passes the file's modification time; default
+    ``now``), a missing ``source`` is ``chargeback``.
     """
     now = now or datetime.now(UTC)
+    arrived = min(arrived or now, now)
     tid, fraud_text, when = pl.col("transaction_id"), pl.col(IS_FRAUD_TEXT), pl.col("label_time")
     fraud = fraud_text.cast(pl.Float64, strict=False)
     sources = ", ".join(LABEL_SOURCES)
     frame = batch.join(
-        known.select("transaction_id", pl.col("tx_datetime").alias("_tx_datetime")),
+        # An id on two days is two lake rows: a label may not predate the earlier one (one row per label row).
+        known.group_by("transaction_id").agg(pl.col("tx_datetime").min().alias("_tx_datetime")),
         on="transaction_id",
         how="left",
         maintain_order="left",
@@ -170,7 +175,7 @@ def validate_labels(batch: pl.DataFrame, known: pl.DataFrame, now: datetime | No
     accepted = as_label_events(
         good.with_columns(
             is_fraud=good[IS_FRAUD_TEXT].cast(pl.Float64, strict=False).cast(pl.Int8),
-            label_time=when.fill_null(pl.lit(now, dtype=pl.Datetime("us", "UTC"))),
+            label_time=when.fill_null(pl.lit(arrived, dtype=pl.Datetime("us", "UTC"))),
             source=pl.col("source").fill_null(DEFAULT_LABEL_SOURCE),
         )
     )

@@ -8,6 +8,7 @@ from data.labels import (
     OPEN_END_US,
     as_label_events,
     contradictions,
+    data_clock,
     dataset_labels,
     fraud_intervals,
     labels_as_of,
@@ -79,3 +80,17 @@ def test_fraud_intervals_end_where_a_later_event_clears_the_transaction() -> Non
     start = int(T0.timestamp()) * us
     assert intervals.rows() == [("a", start, start + 10 * us), ("a", start + 20 * us, OPEN_END_US)]
     assert fraud_intervals(log, T0 + timedelta(seconds=15)).rows() == [("a", start, start + 10 * us)]
+
+
+def test_a_world_that_ends_in_the_past_matures_by_its_own_clock() -> None:
+    """Maturity is measured at the end of the newest transaction's day when that is before now."""
+    now = datetime(2026, 12, 2, 12, tzinfo=UTC)
+    newest = datetime(2026, 7, 29, 18, tzinfo=UTC)
+    assert data_clock(newest, now) == datetime(2026, 7, 30, tzinfo=UTC)
+    assert data_clock(datetime(2026, 12, 2, 9, tzinfo=UTC), now) == now  # live data: the wall clock
+    assert data_clock(None, now) == now
+    transactions = pl.DataFrame(
+        {"transaction_id": ["week-old", "day-old"], "tx_datetime": [newest - timedelta(days=8), newest]}
+    ).cast({"tx_datetime": pl.Datetime("us", "UTC")})
+    known = with_labels_as_of(transactions, events(), now, maturity_days=7, matured_at=data_clock(newest, now))
+    assert known["is_fraud"].to_list() == [0, None]  # by the wall clock both would count as genuine

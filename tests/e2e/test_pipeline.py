@@ -59,11 +59,16 @@ def test_training_run_names_the_lake_partitions_it_used(pipeline_result: dict[st
     (dataset_input,) = run.inputs.dataset_inputs
     split = pipeline_result["train"]["split"]
     lineage = Lake(home).lineage(*(date.fromisoformat(split[k]) for k in ("train_start", "test_end")))
-    digest = hashlib.sha256(json.dumps(lineage, sort_keys=True).encode()).hexdigest()
+    logged = json.loads(Path(client.download_artifacts(run.info.run_id, "lineage.json")).read_text())["tables"]
+    # The tables and versions read, and, on the labels table, when the labels were known and their sources.
+    assert [{k: t[k] for k in lineage[i]} for i, t in enumerate(logged)] == lineage
+    assert [t["table"] for t in lineage] == ["transactions", "labels"]
+    assert logged[1]["label_sources"].startswith("dataset=") and "labels_as_of" in logged[1]
+    digest = hashlib.sha256(json.dumps(logged, sort_keys=True).encode()).hexdigest()
     assert dataset_input.dataset.digest == digest[:32]
     assert json.loads(dataset_input.dataset.source)["uri"].endswith("lake/transactions")
-    logged = json.loads(Path(client.download_artifacts(run.info.run_id, "lineage.json")).read_text())
-    assert logged["tables"] == lineage and [t["table"] for t in lineage] == ["transactions", "labels"]
+    tags = {t.key: t.value for t in dataset_input.tags}
+    assert tags["label_sources"] == logged[1]["label_sources"]
     # 90 days landed; labels are known up to the 7-day delay before the newest day: an 83-day window.
     window = date.fromisoformat(lineage[0]["end"]) - date.fromisoformat(lineage[0]["start"])
     assert window.days + 1 == 90 - 7
@@ -81,14 +86,18 @@ def test_pipeline_accounts_for_every_row_and_builds_the_bento(pipeline_result: d
     assert model.info.labels["mlflow_version"] == pipeline_result["package"]["version"]
 
 
-def test_reingesting_the_same_file_is_idempotent(pipeline_result: dict[str, Any], home: Path) -> None:
+def test_reingesting_the_same_file_is_idempotent(
+    pipeline_result: dict[str, Any], home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from data.lake import Lake
     from flows.pipeline import ingest_flow
 
-    lake_rows = Lake(home).read().height
+    # The file alone: a service log of its own (empty), so that what other tests scored is not drained here.
+    monkeypatch.setenv("FRAUDOPS_FEEDBACK_DB", str(tmp_path / "no-service-log.sqlite"))
+    lake_rows, versions = Lake(home).read().height, Lake(home).versions()
     again = ingest_flow(pipeline_result["ingest"]["source"])
     assert (again["accepted"], again["duplicates"]) == (0, again["read"])
-    assert Lake(home).read().height == lake_rows
+    assert Lake(home).read().height == lake_rows and Lake(home).versions() == versions
 
 
 def test_rerun_train_and_promote_makes_a_new_version_and_moves_champion(pipeline_result: dict[str, Any]) -> None:

@@ -142,7 +142,7 @@ def test_a_label_file_lands_as_events_with_bad_rows_quarantined(
     assert "read 4 = accepted 2 + duplicates 0 + rejected 2" in result.output
     assert "labels: landed 2, duplicates 0, contradictions 1, unknown transactions 1" in result.output
     assert lake.read().filter(pl.col("transaction_id") == tid)["is_fraud"][0] == flipped
-    quarantined = pl.read_parquet(next((lake_home / "quarantine").glob("chargebacks-*.parquet")))
+    quarantined = pl.read_parquet(next((lake_home / "quarantine" / "labels").glob("chargebacks-*.parquet")))
     assert "is_fraud: must be 0 or 1, got 'maybe'" in quarantined["reason"][0]
     assert "source: unknown 'bank'" in quarantined["reason"][1]
     again = fraudops(*["ingest", str(path)])

@@ -221,7 +221,13 @@ def test_alerts_default_to_the_newest_scored_day_and_other_days_are_empty(
 
 
 @pytest.mark.parametrize(
-    ("params", "field"), [({"date": "2026-13-01"}, "date"), ({"date": "yesterday"}, "date"), ({"limit": 0}, "limit")]
+    ("params", "field"),
+    [
+        ({"date": "2026-13-01"}, "date"),
+        ({"date": "yesterday"}, "date"),
+        ({"limit": 0}, "limit"),
+        ({"limit": 1, "day": "2026-05-20"}, "day"),  # an unknown parameter is refused, not ignored
+    ],
 )
 def test_a_bad_query_is_a_400_naming_the_parameter(client: TestClient, params: dict[str, Any], field: str) -> None:
     response = client.get("/alerts", params=params)
