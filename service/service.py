@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import re
 from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,7 +16,7 @@ import pydantic_core
 from bentoml.exceptions import BentoMLException
 from fastapi import Depends, FastAPI, Query
 from fastapi.exceptions import RequestValidationError
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -95,6 +96,13 @@ async def _bad_query(_: Request, exc: RequestValidationError) -> Response:
     problems = "; ".join(f"{'.'.join(str(p) for p in d['loc'][1:]) or 'query'}: {d['msg']}" for d in detail)
     body = pydantic_core.to_json({"error": problems, "detail": detail})
     return Response(body, status_code=HTTPStatus.BAD_REQUEST, media_type="application/json")
+
+
+def _iso_day(value: object) -> object:
+    """Only ``YYYY-MM-DD`` text is a day (pydantic alone would also take ``0`` as 1970-01-01)."""
+    if isinstance(value, str) and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError("expected a date YYYY-MM-DD")
+    return value
 
 
 def _only_query_parameters(*names: str) -> Any:
@@ -264,7 +272,9 @@ class FraudService:
     def alerts(
         self,
         date: Annotated[
-            dt.date | None, Query(description="Transaction day (UTC), YYYY-MM-DD; default the newest scored day.")
+            dt.date | None,
+            BeforeValidator(_iso_day),
+            Query(description="Transaction day (UTC), YYYY-MM-DD; default the newest scored day."),
         ] = None,
         limit: Annotated[
             int | None, Query(ge=1, description="Alerts to list; at most (and by default) the capacity k.")

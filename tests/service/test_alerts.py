@@ -225,6 +225,7 @@ def test_alerts_default_to_the_newest_scored_day_and_other_days_are_empty(
     [
         ({"date": "2026-13-01"}, "date"),
         ({"date": "yesterday"}, "date"),
+        ({"date": "0"}, "date"),  # not 1970-01-01: a day is YYYY-MM-DD text
         ({"limit": 0}, "limit"),
         ({"limit": 1, "day": "2026-05-20"}, "day"),  # an unknown parameter is refused, not ignored
     ],
