@@ -11,9 +11,13 @@ import pytest
 
 
 def use_own_home(mp: pytest.MonkeyPatch, root: Path) -> Path:
-    """Point FRAUDOPS_HOME and MLflow (SQLite) at ``root`` for a test that needs a registry of its own."""
+    """Point FRAUDOPS_HOME, MLflow (SQLite) and the service's log at ``root`` for a test that needs its own.
+
+    The service log too: every ingest drains it, and the session's other services wrote the shared one.
+    """
     uri = f"sqlite:///{root / 'mlflow.db'}"
     mp.setenv("FRAUDOPS_HOME", str(root / "home"))
+    mp.setenv("FRAUDOPS_FEEDBACK_DB", str(root / "service-log.sqlite"))
     mp.setenv("FRAUDOPS_MLFLOW_TRACKING_URI", uri)
     mp.setenv("MLFLOW_TRACKING_URI", uri)
     return root / "home"

@@ -49,6 +49,8 @@ def fraudops(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
 @pytest.fixture
 def lake_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_harness: None) -> Path:
     monkeypatch.setenv("FRAUDOPS_HOME", str(tmp_path))
+    # A service log of its own: every ingest drains the service's log, and other tests' services wrote theirs.
+    monkeypatch.setenv("FRAUDOPS_FEEDBACK_DB", str(tmp_path / "service-log.sqlite"))
     return tmp_path
 
 
