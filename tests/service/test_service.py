@@ -1,5 +1,6 @@
 """The BentoML service through its ASGI app (in process), with the model the pipeline packaged."""
 
+import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -155,11 +156,15 @@ def test_a_second_worker_sees_what_the_first_scored(client: TestClient, pipeline
 # --- feedback, limits, API key, uploads, jobs, monitoring ------------------------------------------
 
 
-def test_feedback_updates_the_terminal_risk_and_is_stored(client: TestClient) -> None:
+def test_feedback_updates_the_terminal_risk_from_its_arrival_and_is_stored(client: TestClient) -> None:
     from config.settings import Settings
     from data.feedback import read_feedback
 
-    scored = {**VALID, "transaction_id": "fb-1", "terminal_id": "fb-terminal", "tx_datetime": "2026-06-01T12:00:00Z"}
+    # A label posted now is known from now on: a row 7.5 days after the labelled one (past the label
+    # delay) sees it in its terminal's 1-day risk window only if the row comes after the label arrived.
+    sent = dt.datetime.now(dt.UTC)
+    tx_time = sent - dt.timedelta(days=7, hours=12)
+    scored = {**VALID, "transaction_id": "fb-1", "terminal_id": "fb-terminal", "tx_datetime": tx_time.isoformat()}
     assert client.post("/score", json=scored).status_code == 200
     labels = [{"transaction_id": "fb-1", "is_fraud": 1}, {"transaction_id": "never-seen", "is_fraud": 0}]
     response = client.post("/feedback", json={"labels": labels})
@@ -167,10 +172,12 @@ def test_feedback_updates_the_terminal_risk_and_is_stored(client: TestClient) ->
     assert response.json() == {"received": 2, "applied": 1, "unknown": 1, "stored": 2, "unknown_ids": ["never-seen"]}
     stored = read_feedback(Settings().feedback_path)
     assert stored.filter(stored["transaction_id"] == "fb-1")["is_fraud"].to_list() == [1]
-    # 7.5 days later (past the label delay) the terminal's 1-day risk window holds the labelled fraud.
-    later = {**scored, "transaction_id": "fb-2", "tx_datetime": "2026-06-09T00:00:00Z"}
-    reasons = client.post("/score_batch", json={"transactions": [later]}).json()["results"][0]
-    features = dict(zip(FeatureSpec().feature_names, _features_of(client, later), strict=True))
+    names = FeatureSpec().feature_names
+    before = {**scored, "transaction_id": "fb-2", "tx_datetime": (sent - dt.timedelta(seconds=1)).isoformat()}
+    assert dict(zip(names, _features_of(client, before), strict=True))["terminal_id_risk_1day_window"] == 0.0
+    after = {**scored, "transaction_id": "fb-3", "tx_datetime": dt.datetime.now(dt.UTC).isoformat()}
+    reasons = client.post("/score_batch", json={"transactions": [after]}).json()["results"][0]
+    features = dict(zip(names, _features_of(client, after), strict=True))
     assert features["terminal_id_risk_1day_window"] == 1.0, reasons
     bad = client.post("/feedback", json={"labels": [{"transaction_id": "fb-1", "is_fraud": 2}]})
     assert bad.status_code == 400 and "is_fraud" in bad.text
