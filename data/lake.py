@@ -37,6 +37,7 @@ from data.labels import (
     empty_labels,
     with_labels_as_of,
 )
+from data.profiles import Profile, parse_profile
 
 if TYPE_CHECKING:
     from deltalake import DeltaTable
@@ -45,6 +46,7 @@ T = TypeVar("T")
 
 TRANSACTIONS = "transactions"
 LABELS = "labels"
+PROFILE_FILE = "profile.yaml"
 #: Partition column of the transactions table: the UTC day of ``tx_datetime``.
 PARTITION_COLUMN = "date"
 #: Columns of rows scored by the service (null for rows from files).
@@ -188,6 +190,35 @@ class Lake:
     def quarantine_dir(self) -> Path:
         """Directory where rejected rows are written."""
         return self.root / "quarantine"
+
+    @property
+    def profile_path(self) -> Path:
+        """The dataset profile the lake's transactions were read with (``profile.yaml``)."""
+        return self.lake_dir / PROFILE_FILE
+
+    def profile(self) -> Profile | None:
+        """The recorded dataset profile (None before the first transaction file)."""
+        if not self.profile_path.exists():
+            return None
+        return parse_profile(self.profile_path)
+
+    def record_profile(self, profile: Profile) -> Profile:
+        """Record the profile of data about to land; refuse one whose features differ from the recorded one.
+
+        Files of feature-compatible profiles (the same key families and extra columns, e.g. ``handbook``
+        and ``canonical``) share a lake; the first recorded stays. Returns the recorded profile.
+        """
+        recorded = self.profile()
+        if recorded is None:
+            write_atomic(self.profile_path, lambda fh: fh.write(profile.to_yaml().encode()))
+            return profile
+        if not recorded.feature_compatible(profile):
+            raise ValueError(
+                f"this lake holds {recorded.name!r} data; {profile.name!r} rows have other features "
+                f"(keys {profile.families}, extra features {list(profile.numeric_features)}"
+                f"{[n for n, _ in profile.categorical_features]}): use another FRAUDOPS_HOME for them"
+            )
+        return recorded
 
     def _path(self, table: str) -> Path:
         return self.lake_dir / table

@@ -1,18 +1,21 @@
 """Source adapters: read a foreign file and map it to the canonical record.
 
-Rows whose values cannot be parsed are kept with nulls so validation can name them; a file that
-is not what it claims (unreadable, empty, unknown columns) raises :class:`SourceError`.
+A :mod:`data.profiles` profile says how a layout's columns map; rows whose values cannot be parsed are
+kept with nulls so validation can name them; a file that is not what it claims (unreadable, empty, no
+profile fits) raises :class:`SourceError`.
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
+import hashlib
+from datetime import UTC
 from pathlib import Path
 
 import polars as pl
 
 from data.contract import CANONICAL_SCHEMA, SCENARIO_COLUMN
 from data.labels import LABEL_COLUMNS, REQUIRED_LABEL_COLUMNS
+from data.profiles import INDEX_COLUMNS, Profile, ProfileError, detect_profile, load_profile
 
 #: Column added by :func:`to_canonical_frame`: why a row's values could not be parsed (or null).
 PARSE_ERRORS = "parse_errors"
@@ -21,7 +24,7 @@ RAGGED = "_ragged_line"
 #: Columns added by :func:`to_label_frame`: the raw text of ``is_fraud`` and ``label_time`` (for reasons).
 IS_FRAUD_TEXT = "_is_fraud_text"
 LABEL_TIME_TEXT = "_label_time_text"
-#: Prefix of source columns kept as optional attributes (not used as features).
+#: Prefix of the source columns kept as text attributes (model features only where the profile says so).
 ATTRIBUTE_PREFIX = "attr_"
 
 
@@ -29,41 +32,9 @@ class SourceError(ValueError):
     """The input file cannot be read as any supported format."""
 
 
-class SourceFormat(StrEnum):
-    """Supported input formats (``auto`` detects from the header)."""
-
-    auto = "auto"
-    canonical = "canonical"
-    handbook = "handbook"
-    sparkov = "sparkov"
-    labels = "labels"
-
-
-# Foreign column -> canonical column.
-_MAPPINGS: dict[SourceFormat, dict[str, str]] = {
-    SourceFormat.canonical: {c: c for c in CANONICAL_SCHEMA},
-    SourceFormat.handbook: {
-        "TRANSACTION_ID": "transaction_id",
-        "TX_DATETIME": "tx_datetime",
-        "CUSTOMER_ID": "customer_id",
-        "TERMINAL_ID": "terminal_id",
-        "TX_AMOUNT": "amount",
-        "TX_FRAUD": "is_fraud",
-    },
-    SourceFormat.sparkov: {
-        "trans_num": "transaction_id",
-        "trans_date_trans_time": "tx_datetime",
-        "cc_num": "customer_id",
-        "merchant": "terminal_id",
-        "amt": "amount",
-        "is_fraud": "is_fraud",
-    },
-}
-_OPTIONAL = {"is_fraud"}
-_GROUND_TRUTH = {SourceFormat.handbook: "TX_FRAUD_SCENARIO", SourceFormat.canonical: SCENARIO_COLUMN}
-# Source columns neither mapped nor kept: derived from mapped ones, or a pandas index.
-_DROPPED = {SourceFormat.handbook: {"TX_TIME_SECONDS", "TX_TIME_DAYS"}}
-_INDEX_COLUMNS = {"", "Unnamed: 0", "index"}
+#: ``--profile`` values that are not profiles: detect from the header, or a label file.
+AUTO = "auto"
+LABELS = "labels"
 _OTHER_DELIMITERS = (";", "\t", "|")
 
 
@@ -115,51 +86,94 @@ def _read_csv(path: Path) -> pl.DataFrame:
     )
 
 
-def detect_format(columns: list[str]) -> SourceFormat:
-    """The first format whose required columns are all present."""
-    present = set(columns)
-    for fmt, mapping in _MAPPINGS.items():
-        if {c for c, canon in mapping.items() if canon not in _OPTIONAL} <= present:
-            return fmt
-    closest = ", ".join(
-        f"{fmt.value} needs {sorted(set(m) - present - {k for k, v in m.items() if v in _OPTIONAL})}"
-        for fmt, m in _MAPPINGS.items()
-    )
-    raise SourceError(f"unrecognised columns {sorted(present)[:12]}; missing: {closest}")
+def resolve_profile(columns: list[str], profile: str | Profile = AUTO) -> Profile:
+    """The profile to read a file with: ``profile`` (a shipped name, a file, or a :class:`Profile`) or detected."""
+    if isinstance(profile, Profile):
+        return profile
+    if profile == AUTO:
+        return detect_profile([c for c in columns if c != RAGGED])
+    return load_profile(profile)
 
 
-def to_canonical_frame(raw: pl.DataFrame, fmt: SourceFormat = SourceFormat.auto) -> pl.DataFrame:
-    """Map a foreign frame to canonical columns; unparseable values become nulls for validation."""
-    if fmt is SourceFormat.auto:
-        fmt = detect_format(raw.columns)
-    mapping = _MAPPINGS[fmt]
-    missing = [c for c, canon in mapping.items() if c not in raw.columns and canon not in _OPTIONAL]
+def to_canonical_frame(raw: pl.DataFrame, profile: str | Profile = AUTO) -> pl.DataFrame:
+    """Map a source frame to canonical columns through a profile; unparseable values become nulls for validation.
+
+    Each row's problems (a value that does not parse, a key column that is empty, a ragged CSV line) are
+    named in :data:`PARSE_ERRORS` by their source column. Every unmapped source column (the profile's
+    numeric, categorical and derived inputs included) is kept as text in ``attr_<name>``. Without a
+    customer (terminal) key each transaction is its own customer (terminal): those window features are off.
+    """
+    try:
+        profile = resolve_profile(raw.columns, profile)
+    except ProfileError as exc:
+        raise SourceError(str(exc)) from None
+    missing = profile.missing(raw.columns)
     if missing:
-        raise SourceError(f"{fmt.value} format: missing columns {missing}")
-    exprs: list[pl.Expr] = []
-    problems: list[pl.Expr] = []
-    for src, canon in mapping.items():
-        if src not in raw.columns:
-            exprs.append(pl.lit(None, dtype=CANONICAL_SCHEMA[canon]).alias(canon))
-            continue
-        text = pl.col(src).cast(pl.String).str.strip_chars().replace("", None)
-        if canon == "tx_datetime":
-            parsed = _parse_datetime(pl.col(src), raw.schema[src])
-        else:
-            parsed = text.cast(CANONICAL_SCHEMA[canon], strict=False)
-        exprs.append(parsed.alias(canon))
+        raise SourceError(f"profile {profile.name!r}: missing columns {missing}")
+
+    def text(column: str) -> pl.Expr:
+        return pl.col(column).cast(pl.String).str.strip_chars().replace("", None)
+
+    problems: list[pl.Expr] = [pl.col(RAGGED)] if RAGGED in raw.columns else []
+
+    def unparsed(column: str, parsed: pl.Expr) -> None:
         problems.append(
-            pl.when(text.is_not_null() & parsed.is_null()).then(
-                pl.lit(f"{canon}: cannot parse value '") + text.str.slice(0, 40) + pl.lit("'")
+            pl.when(text(column).is_not_null() & parsed.is_null()).then(
+                pl.lit(f"{column}: cannot parse value '") + text(column).str.slice(0, 40) + pl.lit("'")
             )
         )
-    if RAGGED in raw.columns:
-        problems.insert(0, pl.col(RAGGED))
-    exprs.append(pl.concat_str(problems, separator="; ", ignore_nulls=True).replace("", None).alias(PARSE_ERRORS))
-    truth = _GROUND_TRUTH.get(fmt)
-    if truth and truth in raw.columns:
-        exprs.append(pl.col(truth).cast(pl.Int8, strict=False).alias(SCENARIO_COLUMN))
-    skip = set(mapping) | {truth, RAGGED} | _DROPPED.get(fmt, set()) | _INDEX_COLUMNS
+
+    def empty(columns: tuple[str, ...], role: str) -> None:
+        for column in columns:
+            problems.append(pl.when(text(column).is_null()).then(pl.lit(f"{column}: missing ({role})")))
+
+    exprs: dict[str, pl.Expr] = {}
+    if profile.transaction_id.column:
+        exprs["transaction_id"] = text(profile.transaction_id.column)
+    else:
+        exprs["transaction_id"] = _content_hash([c for c in raw.columns if c not in INDEX_COLUMNS and c != RAGGED])
+    when = _event_time(pl.col(profile.event_time.column), raw.schema[profile.event_time.column], profile)
+    unparsed(profile.event_time.column, when)
+    exprs["tx_datetime"] = when
+    for role, key in (("customer_id", profile.customer), ("terminal_id", profile.terminal)):
+        if key is None:
+            exprs[role] = exprs["transaction_id"]
+        elif key.column is not None and profile.strip_quotes:
+            exprs[role] = text(key.column).str.replace(r'^"(.*)"$', "$1").str.strip_chars().replace("", None)
+        elif key.column is not None:
+            exprs[role] = text(key.column)
+        else:
+            empty(key.columns, role.removesuffix("_id") + " key")
+            exprs[role] = _content_hash(list(key.columns), prefix=f"{profile.name}:")
+    exprs["amount"] = text(profile.amount).cast(pl.Float64, strict=False)
+    unparsed(profile.amount, exprs["amount"])
+    if profile.label and profile.label in raw.columns:
+        exprs["is_fraud"] = text(profile.label).cast(pl.Int8, strict=False)
+        unparsed(profile.label, exprs["is_fraud"])
+    else:
+        exprs["is_fraud"] = pl.lit(None, dtype=pl.Int8)
+    for column in profile.numeric:
+        unparsed(column, text(column).cast(pl.Float64, strict=False))
+    if (age := profile.derived.age_from) is not None:
+        unparsed(age.column, text(age.column).str.to_date(age.format, strict=False))
+    for column in profile.derived.distance_km or ():
+        unparsed(column, text(column).cast(pl.Float64, strict=False))
+    out = [exprs[c].cast(CANONICAL_SCHEMA[c]).alias(c) for c in CANONICAL_SCHEMA]
+    out.append(pl.concat_str(problems, separator="; ", ignore_nulls=True).replace("", None).alias(PARSE_ERRORS))
+    if profile.scenario and profile.scenario in raw.columns:
+        out.append(pl.col(profile.scenario).cast(pl.Int8, strict=False).alias(SCENARIO_COLUMN))
+    skip = {
+        profile.transaction_id.column,
+        profile.event_time.column,
+        profile.amount,
+        profile.label,
+        profile.scenario,
+        RAGGED,
+        *profile.ignore,
+        *INDEX_COLUMNS,
+        *((profile.customer.column,) if profile.customer and profile.customer.column else ()),
+        *((profile.terminal.column,) if profile.terminal and profile.terminal.column else ()),
+    }
     kept: dict[str, str] = {}
     for column in (c for c in raw.columns if c not in skip):
         if (name := attribute_name(column)) in kept:
@@ -167,8 +181,31 @@ def to_canonical_frame(raw: pl.DataFrame, fmt: SourceFormat = SourceFormat.auto)
                 f"columns {kept[name]!r} and {column!r} have the same attribute name {name!r}; rename one of them"
             )
         kept[name] = column
-    exprs += [pl.col(c).cast(pl.String).alias(name) for name, c in kept.items()]
-    return raw.select(exprs)
+    out += [pl.col(c).cast(pl.String).alias(name) for name, c in kept.items()]
+    return raw.select(out)
+
+
+def _content_hash(columns: list[str], prefix: str = "") -> pl.Expr:
+    """A stable id from the columns' text (SHA-256, 32 hex characters; the same text, the same id)."""
+    joined = pl.concat_str([pl.col(c).cast(pl.String).fill_null("") for c in columns], separator="\x1f")
+    return joined.map_elements(
+        lambda v: hashlib.sha256((prefix + v).encode()).hexdigest()[:32], return_dtype=pl.String, skip_nulls=False
+    )
+
+
+def _event_time(col: pl.Expr, dtype: pl.DataType | None, profile: Profile) -> pl.Expr:
+    role = profile.event_time
+    if role.unit is not None and role.origin is not None:
+        scale = 1_000_000 if role.unit == "s" else 1_000
+        offset = (col.cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False) * scale).round().cast(pl.Int64)
+        origin = role.origin if role.origin.tzinfo else role.origin.replace(tzinfo=UTC)
+        return pl.lit(origin).dt.convert_time_zone("UTC").cast(CANONICAL_SCHEMA["tx_datetime"]) + pl.duration(
+            microseconds=offset
+        )
+    if role.format is not None and not isinstance(dtype, pl.Datetime):
+        naive = col.cast(pl.String).str.strip_chars().str.to_datetime(role.format, strict=False, time_unit="us")
+        return naive.dt.replace_time_zone("UTC").cast(CANONICAL_SCHEMA["tx_datetime"])
+    return _parse_datetime(col, dtype)
 
 
 def attribute_name(column: str) -> str:
@@ -221,7 +258,7 @@ def to_label_frame(raw: pl.DataFrame) -> pl.DataFrame:
     missing = [c for c in REQUIRED_LABEL_COLUMNS if c not in raw.columns]
     if missing:
         raise SourceError(f"label file: missing columns {missing}")
-    unknown = sorted(set(raw.columns) - set(LABEL_COLUMNS) - _INDEX_COLUMNS - {RAGGED})
+    unknown = sorted(set(raw.columns) - set(LABEL_COLUMNS) - INDEX_COLUMNS - {RAGGED})
     if unknown:
         raise SourceError(f"label file: unknown columns {unknown[:12]}; expected {list(LABEL_COLUMNS)}")
 

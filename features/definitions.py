@@ -52,12 +52,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import polars as pl
 
 from data.labels import OPEN_END_US, fraud_intervals
+from data.profiles import Profile, feature_name
+from data.sources import ATTRIBUTE_PREFIX
+
+#: Mean Earth radius (km) of the great-circle distance.
+EARTH_RADIUS_KM = 6371.0088
 
 US_PER_DAY = 86_400 * 1_000_000
 US_PER_HOUR = 3_600 * 1_000_000
@@ -75,10 +80,36 @@ class FeatureSpec:
     label_delay_days: int = 7
     night_end_hour: int = 6
     feature_set: str = "extended"
+    #: Window families (off when the dataset profile has no such key).
+    customer_windows: bool = True
+    terminal_windows: bool = True
+    #: Row features from the profile (see :func:`row_feature_frame`): numeric attributes by feature name,
+    #: (name, vocabulary) of categorical ones, the date of birth (name, format) for ``age_years`` and
+    #: holder and merchant coordinates (lat, long, lat, long) for ``distance_km``.
+    numeric: tuple[str, ...] = ()
+    categorical: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    age_from: tuple[str, str] | None = None
+    distance_from: tuple[str, str, str, str] | None = None
 
     def __post_init__(self) -> None:
         if self.feature_set not in FEATURE_SETS:
             raise ValueError(f"feature_set must be one of {FEATURE_SETS}, not {self.feature_set!r}")
+
+    @classmethod
+    def for_profile(cls, profile: Profile, **kwargs: Any) -> FeatureSpec:
+        """The spec a dataset profile supports: its key families and its row features."""
+        age = profile.derived.age_from
+        return cls(
+            customer_windows=profile.customer is not None,
+            terminal_windows=profile.terminal is not None,
+            numeric=tuple(feature_name(c) for c in profile.numeric),
+            categorical=tuple((feature_name(c), tuple(v)) for c, v in profile.categorical.items()),
+            age_from=(feature_name(age.column), age.format) if age else None,
+            distance_from=tuple(feature_name(c) for c in profile.derived.distance_km)  # type: ignore[arg-type]
+            if profile.derived.distance_km
+            else None,
+            **kwargs,
+        )
 
     @property
     def longest_window_days(self) -> int:
@@ -106,14 +137,51 @@ class FeatureSpec:
         return [f"customer_known_frauds_{self.longest_window_days}day", f"terminal_id_known_risk_{KNOWN_RISK_DAYS}day"]
 
     @property
-    def feature_names(self) -> list[str]:
-        """Model input columns, in order."""
+    def all_window_names(self) -> list[str]:
+        """Every time and window feature of the feature set, whichever families apply (what is computed)."""
         names = ["tx_amount", "tx_during_weekend", "tx_during_night"]
         for w in self.windows_days:
             names += [f"customer_id_nb_tx_{w}day_window", f"customer_id_avg_amount_{w}day_window"]
         for w in self.windows_days:
             names += [f"terminal_id_nb_tx_{w}day_window", f"terminal_id_risk_{w}day_window"]
         return names + self.behavioural_names + self.label_aware_names
+
+    @property
+    def window_names(self) -> list[str]:
+        """The time and window features of the families that apply (a customer's need a customer key, ...)."""
+        return [n for n in self.all_window_names if self._family_applies(n)]
+
+    def _family_applies(self, name: str) -> bool:
+        uses_customer = name.startswith("customer")
+        uses_terminal = name.startswith("terminal") or name.startswith("customer_terminal")
+        return (self.customer_windows or not uses_customer) and (self.terminal_windows or not uses_terminal)
+
+    @property
+    def window_index(self) -> list[int]:
+        """Positions of :attr:`window_names` in :attr:`all_window_names` (to pick from an online vector)."""
+        keep = set(self.window_names)
+        return [i for i, n in enumerate(self.all_window_names) if n in keep]
+
+    @property
+    def row_names(self) -> list[str]:
+        """Features of the row alone (the profile's numeric, derived and categorical columns)."""
+        names = list(self.numeric)
+        names += ["age_years"] if self.age_from else []
+        names += ["distance_km"] if self.distance_from else []
+        return names + [f"{name}_code" for name, _ in self.categorical]
+
+    @property
+    def row_inputs(self) -> list[str]:
+        """The attribute columns (``attr_<name>``) the row features read."""
+        names = [*self.numeric, *(n for n, _ in self.categorical)]
+        names += [self.age_from[0]] if self.age_from else []
+        names += list(self.distance_from or ())
+        return [ATTRIBUTE_PREFIX + n for n in dict.fromkeys(names)]
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Model input columns, in order."""
+        return self.window_names + self.row_names
 
     @property
     def history_days(self) -> int:
@@ -127,6 +195,12 @@ class FeatureSpec:
             "label_delay_days": self.label_delay_days,
             "night_end_hour": self.night_end_hour,
             "feature_set": self.feature_set,
+            "customer_windows": self.customer_windows,
+            "terminal_windows": self.terminal_windows,
+            "numeric": list(self.numeric),
+            "categorical": [[name, list(vocabulary)] for name, vocabulary in self.categorical],
+            "age_from": list(self.age_from) if self.age_from else None,
+            "distance_from": list(self.distance_from) if self.distance_from else None,
         }
 
     @classmethod
@@ -138,6 +212,16 @@ class FeatureSpec:
             night_end_hour=int(data["night_end_hour"]),  # type: ignore[arg-type]
             # Model cards written before the behavioural features existed used the baseline set.
             feature_set=str(data.get("feature_set", "baseline")),
+            # Cards written before dataset profiles: both families, no row features.
+            customer_windows=bool(data.get("customer_windows", True)),
+            terminal_windows=bool(data.get("terminal_windows", True)),
+            numeric=tuple(str(n) for n in data.get("numeric") or ()),  # type: ignore[union-attr]
+            categorical=tuple(
+                (str(n), tuple(str(v) for v in vocab))
+                for n, vocab in data.get("categorical") or ()  # type: ignore[union-attr]
+            ),
+            age_from=tuple(data["age_from"]) if data.get("age_from") else None,  # type: ignore[arg-type]
+            distance_from=tuple(data["distance_from"]) if data.get("distance_from") else None,  # type: ignore[arg-type]
         )
 
 
@@ -322,10 +406,49 @@ def compute_features(
         tx_during_weekend=pl.col("tx_datetime").dt.weekday() >= 6,
         tx_during_night=pl.col("tx_datetime").dt.hour() <= spec.night_end_hour,
     )
-    return out.with_columns(
+    out = out.with_columns(
         pl.col("tx_amount", "tx_during_weekend", "tx_during_night").cast(pl.Float64),
         *(pl.Series(name, values, dtype=pl.Float64) for name, values in columns.items()),
     )
+    return out.hstack(row_features(out, spec)) if spec.row_names else out
+
+
+def row_features(frame: pl.DataFrame, spec: FeatureSpec) -> pl.DataFrame:
+    """The row features (:attr:`FeatureSpec.row_names`) of canonical rows with their ``attr_*`` columns.
+
+    The same function offline and online (the service maps a request through the dataset profile, then
+    calls this on the batch), so the two agree by construction. A missing attribute (empty, or a column
+    the frame lacks) is NaN for numeric and derived features and -1 for a categorical code, as is a
+    value outside the vocabulary.
+    """
+
+    def attr(name: str) -> pl.Expr:
+        column = ATTRIBUTE_PREFIX + name
+        if column not in frame.columns:
+            return pl.lit(None, dtype=pl.String)
+        return pl.col(column).cast(pl.String).str.strip_chars().replace("", None)
+
+    def number(name: str) -> pl.Expr:
+        return attr(name).cast(pl.Float64, strict=False)
+
+    exprs = [number(name).alias(name) for name in spec.numeric]
+    if spec.age_from:
+        dob, fmt = spec.age_from
+        born_us = attr(dob).str.to_date(fmt, strict=False).cast(pl.Datetime("us", "UTC")).dt.epoch("us")
+        exprs.append(((pl.col("tx_datetime").dt.epoch("us") - born_us) / (365.25 * US_PER_DAY)).alias("age_years"))
+    if spec.distance_from:
+        lat1, lon1, lat2, lon2 = (number(c).radians() for c in spec.distance_from)
+        half = ((lat2 - lat1) / 2).sin().pow(2) + lat1.cos() * lat2.cos() * ((lon2 - lon1) / 2).sin().pow(2)
+        exprs.append((2 * EARTH_RADIUS_KM * half.sqrt().arcsin()).alias("distance_km"))
+    for name, vocabulary in spec.categorical:
+        codes = {value: float(i) for i, value in enumerate(vocabulary)}
+        exprs.append(
+            attr(name)
+            .replace_strict(codes, default=-1.0, return_dtype=pl.Float64)
+            .fill_null(-1.0)
+            .alias(f"{name}_code")
+        )
+    return frame.select([e.cast(pl.Float64).fill_nan(None).fill_null(float("nan")) for e in exprs])
 
 
 class _KnownFrauds:
@@ -466,7 +589,9 @@ def online_features(
     amount: float,
     when: datetime,
 ) -> np.ndarray:
-    """Feature vector (``spec.feature_names`` order) of one transaction: the online twin of :func:`compute_features`.
+    """Window features (``spec.window_names`` order) of one transaction: the online twin of :func:`compute_features`.
+
+    The row features (``spec.row_names``) follow from the row alone: :func:`row_features`.
 
     A transaction already in the store is scored as of its own arrival (it is not counted twice).
     """
@@ -492,7 +617,10 @@ def online_features(
         )
         n, frauds = store.terminal_window(terminal_id, t_us - KNOWN_RISK_DAYS * US_PER_DAY, t_us - 1, t_us)
         row.append(frauds / n if n else 0.0)
-    return np.asarray(row, dtype=np.float64)
+    values = np.asarray(row, dtype=np.float64)
+    if not (spec.customer_windows and spec.terminal_windows):
+        values = values[spec.window_index]
+    return values
 
 
 def _online_behavioural(

@@ -359,27 +359,94 @@ def _print_ingest(summary: dict[str, Any]) -> None:
 @app.command()
 def ingest(
     path: Annotated[Path, typer.Argument(help="CSV or Parquet file to ingest (transactions or labels).")],
-    source_format: Annotated[
-        str, typer.Option("--format", help="auto, canonical, handbook, sparkov or labels.")
+    profile: Annotated[
+        str,
+        typer.Option(
+            "--profile",
+            "--format",
+            help="Dataset profile: auto (detect from the header), a shipped one (see `fraudops profile list`), "
+            "a profile YAML file, or labels.",
+        ),
     ] = "auto",
 ) -> None:
     """Validate a file and land it in the lake; rejected rows go to quarantine with a reason.
 
-    A label file (`transaction_id, is_fraud[, label_time][, source][, reviewer][, note]`) is detected from
-    its columns and lands as label events.
+    The dataset profile maps the file's columns (see docs/data.md); the lake records it. A label file
+    (`transaction_id, is_fraud[, label_time][, source][, reviewer][, note]`) is detected from its columns
+    and lands as label events.
     """
     _settings()
-    from data.sources import SourceError, SourceFormat
+    from data.profiles import ProfileError, load_profile
+    from data.sources import AUTO, LABELS, SourceError
     from flows.pipeline import ingest_flow
 
-    try:
-        SourceFormat(source_format)
-    except ValueError:
-        raise typer.BadParameter(f"unknown format {source_format!r}", param_hint="--format") from None
+    if profile not in (AUTO, LABELS):
+        try:
+            load_profile(profile)
+        except ProfileError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--profile") from None
     _input_file(path, "'path'")
     with _reported("ingest failed", SourceError, ValueError):
-        summary = ingest_flow(str(path), source_format)
+        summary = ingest_flow(str(path), profile)
     _print_ingest(summary)
+
+
+profile_app = typer.Typer(help="Dataset profiles: how a file's columns map to transactions.", no_args_is_help=True)
+app.add_typer(profile_app, name="profile")
+
+
+@profile_app.command("list")
+def profile_list() -> None:
+    """The shipped profiles, the columns each needs and the features it gives."""
+    from data.profiles import shipped_profiles
+
+    table = Table("profile", "needs columns", "window families", "extra features")
+    for p in sorted(shipped_profiles(), key=lambda p: p.name):
+        families = ", ".join(k for k, on in p.families.items() if on) or "none"
+        extra = [*p.numeric_features, *(n for n, _ in p.categorical_features)]
+        shown = ", ".join(extra[:6]) + (f", ... ({len(extra)})" if len(extra) > 6 else "")
+        table.add_row(
+            p.name,
+            ", ".join(p.required_columns[:8]) + (", ..." if len(p.required_columns) > 8 else ""),
+            families,
+            shown or "-",
+        )
+    console.print(table)
+
+
+@profile_app.command("show")
+def profile_show(name: Annotated[str, typer.Argument(help="A shipped profile's name or a profile file.")]) -> None:
+    """Print a profile as YAML (a start for your own)."""
+    from data.profiles import ProfileError, load_profile
+
+    with _reported("cannot read the profile", ProfileError):
+        print(load_profile(name).to_yaml(), end="")
+
+
+@profile_app.command("infer")
+def profile_infer(
+    path: Annotated[Path, typer.Argument(help="CSV or Parquet file to propose a profile for.")],
+    name: Annotated[str | None, typer.Option(help="Profile name (default: the file's stem).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the YAML here (default: print it).")] = None,
+    sample_rows: Annotated[int, typer.Option(min=10, help="Rows read to guess roles and vocabularies.")] = 5_000,
+) -> None:
+    """Propose a profile from a sample of a file, for you to check and edit, then `ingest --profile FILE`."""
+    from data.profiles import ProfileError, feature_name, infer_profile
+    from data.sources import RAGGED, SourceError, read_table
+
+    _input_file(path, "'path'")
+    with _reported("cannot propose a profile", SourceError, ProfileError):
+        sample = read_table(path).head(sample_rows)
+        columns = {
+            c: ["" if v is None else str(v).strip() for v in sample[c].to_list()] for c in sample.columns if c != RAGGED
+        }
+        proposed = infer_profile(columns, feature_name(name or path.stem).replace("_", "-") or "my-data")
+    text = proposed.to_yaml()
+    if out is None:
+        print(text, end="")
+        return
+    out.write_text(text)
+    console.print(f"wrote {out}: check every role, then `fraudops ingest {path} --profile {out}`")
 
 
 lake_app = typer.Typer(help="The lake's Delta tables (transactions, label events).", no_args_is_help=True)

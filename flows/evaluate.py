@@ -31,7 +31,8 @@ from config.machine import machine
 from config.settings import Settings
 from data.labels import as_label_events, dataset_labels
 from data.lake import write_atomic
-from data.sources import SourceFormat, detect_format, read_table, to_canonical_frame
+from data.profiles import Profile
+from data.sources import read_table, resolve_profile, to_canonical_frame
 from features.definitions import FeatureSpec, compute_features
 from model.anchors import ANCHORS
 from model.protocols import (
@@ -71,14 +72,14 @@ MODEL_LABELS = {"xgboost": "XGBoost", "logistic_regression": "logistic regressio
 _REQUIRED = ("transaction_id", "tx_datetime", "customer_id", "terminal_id", "amount", "is_fraud")
 
 
-def load_transactions(path: Path) -> tuple[pl.DataFrame, SourceFormat, int]:
-    """Read ``path``, map it to the canonical record; (labelled parseable rows, detected format, rows dropped).
+def load_transactions(path: Path) -> tuple[pl.DataFrame, Profile, int]:
+    """Read ``path``, map it to the canonical record; (labelled parseable rows, detected profile, rows dropped).
 
     Evaluation needs every required value and a label: rows missing one (or with a parse error)
     are dropped and counted, never guessed.
     """
     raw = read_table(path)
-    fmt = detect_format(raw.columns)
+    fmt = resolve_profile(raw.columns)
     frame = to_canonical_frame(raw, fmt)
     complete = pl.all_horizontal(pl.col(c).is_not_null() for c in _REQUIRED) & pl.col("parse_errors").is_null()
     kept = frame.filter(complete)
@@ -244,12 +245,12 @@ def _evaluate(
     features_seconds = time.perf_counter() - t0
     del transactions
     result = step(run_protocol)(features, plan, spec, TrainingConfig(), budget_seconds, seed, max_trials)
-    handbook = fmt is SourceFormat.handbook and (first_day, last_day) == HANDBOOK_DAYS
+    handbook = fmt.name == "handbook" and (first_day, last_day) == HANDBOOK_DAYS
     published_check = check_published_counts(result) if handbook and (anchors or Anchors()).is_published() else None
     payload: dict[str, Any] = {
         **result.to_dict(),
         "data": str(path),
-        "source_format": fmt.value,
+        "source_format": fmt.name,
         "rows": features.height,
         "rows_dropped": dropped,
         "data_days": {"first": first_day.isoformat(), "last": last_day.isoformat()},
@@ -272,7 +273,7 @@ def _evaluate(
     )
     if json_out is not None:
         payload |= {
-            "source_note": f"{path.name} ({fmt.value} format), protocol {protocol}, {feature_set} features",
+            "source_note": f"{path.name} ({fmt.name} profile), protocol {protocol}, {feature_set} features",
             "figures": {
                 **{f"{m}_{k}": payload[m][k] for m in MODELS for k in SUMMARY_METRICS[:4]},
                 "test_transactions": payload["test_set"]["transactions"],

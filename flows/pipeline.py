@@ -17,8 +17,18 @@ from config.settings import Settings, current_settings
 from data.labels import data_clock, labels_as_of
 from data.lake import Lake, write_parquet_atomic
 from data.live import LiveLabelConfig
+from data.profiles import Profile, ProfileError, load_profile
 from data.simulator import SimulatorConfig, simulate_transactions
-from data.sources import SourceError, SourceFormat, is_label_file, read_table, to_canonical_frame, to_label_frame
+from data.sources import (
+    AUTO,
+    LABELS,
+    SourceError,
+    is_label_file,
+    read_table,
+    resolve_profile,
+    to_canonical_frame,
+    to_label_frame,
+)
 from features.definitions import FeatureSpec, compute_features
 from features.stores.memory import MemoryFeatureStore
 from flows.promotion import promote_flow, rollback_flow
@@ -228,23 +238,29 @@ def read_source_task(path: Path) -> pl.DataFrame:
 
 
 @flow(name="ingest", log_prints=True)
-def ingest_flow(source: str, source_format: str = "auto") -> dict[str, Any]:
+def ingest_flow(source: str, profile: str = AUTO) -> dict[str, Any]:
     """Read a file, validate it, land accepted rows, quarantine the rest; then drain the service's log.
 
     A transaction file goes through the raw GX suite into the transactions table (its ``is_fraud`` values
     as ``dataset`` label events); a label file (``transaction_id, is_fraud[, label_time][, source]...``,
-    detected from its columns or ``source_format="labels"``) is checked row by row into the labels table.
+    detected from its columns or ``profile="labels"``) is checked row by row into the labels table.
+    ``profile``: a shipped profile's name, a profile file, or ``auto`` (detected from the header); the
+    lake records it, and refuses a file whose profile gives other features.
     """
     settings = _settings()
     path = Path(source)
     lake = Lake(settings.home_dir, settings.label_delay_days)
     raw = read_source_task(path)
-    fmt = SourceFormat(source_format)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-    if fmt is SourceFormat.labels or (fmt is SourceFormat.auto and is_label_file(raw.columns)):
+    if profile == LABELS or (profile == AUTO and is_label_file(raw.columns)):
         summary = _ingest_labels(lake, path, raw, f"{path.stem}-{digest}")
     else:
-        summary = _ingest_transactions(lake, path, raw, fmt, f"{path.stem}-{digest}", settings.data_docs_dir)
+        try:
+            chosen = resolve_profile(raw.columns, profile)
+        except ProfileError as exc:
+            raise SourceError(str(exc)) from None
+        lake.record_profile(chosen)
+        summary = _ingest_transactions(lake, path, raw, chosen, f"{path.stem}-{digest}", settings.data_docs_dir)
     if summary.read != summary.accepted + summary.duplicates + summary.rejected:
         raise RuntimeError(f"row accounting does not balance: {summary}")
     if settings.feedback_path.exists():
@@ -268,10 +284,10 @@ def ingest_flow(source: str, source_format: str = "auto") -> dict[str, Any]:
 
 
 def _ingest_transactions(
-    lake: Lake, path: Path, raw: pl.DataFrame, fmt: SourceFormat, batch_name: str, docs_dir: Path
+    lake: Lake, path: Path, raw: pl.DataFrame, profile: Profile, batch_name: str, docs_dir: Path
 ) -> IngestSummary:
-    """A transaction file: map, raw GX suite, land (with its labels), quarantine."""
-    mapped = to_canonical_frame(raw, fmt)
+    """A transaction file: map through its profile, raw GX suite, land (with its labels), quarantine."""
+    mapped = to_canonical_frame(raw, profile)
     # Repeated ids inside the file: the first occurrence competes, later ones are duplicates.
     repeat = pl.col("transaction_id").is_not_null() & ~pl.col("transaction_id").is_first_distinct()
     in_file_duplicates = mapped.filter(repeat).height
@@ -491,8 +507,10 @@ def train_flow(
     from model.training import TrainingConfig, train_model
 
     settings = _settings()
-    spec = FeatureSpec(label_delay_days=settings.label_delay_days if label_delay_days is None else label_delay_days)
-    lake = Lake(settings.home_dir, spec.label_delay_days)
+    delay = settings.label_delay_days if label_delay_days is None else label_delay_days
+    lake = Lake(settings.home_dir, delay)
+    data_profile = lake.profile() or load_profile("canonical")
+    spec = FeatureSpec.for_profile(data_profile, label_delay_days=delay)
     pinned = LakeSnapshot.parse(snapshot) if snapshot is not None else LakeSnapshot.now(lake)
     as_of, versions = pinned.as_of, pinned.versions
     transactions, labels = read_training_data(lake, pinned, start, end)
@@ -520,7 +538,7 @@ def train_flow(
     recipe_source = "default recipe"
     if from_champion and basis is not None and basis.recipe is not None:
         config, recipe_source = basis.recipe.with_changes(seed=seed), f"champion v{basis.version}'s recipe"
-    tags = {"fraudops.recipe_source": recipe_source}
+    tags = {"fraudops.recipe_source": recipe_source, "fraudops.profile": data_profile.name}
     if search_budget_s > 0:
         found = search_task(features, spec, split, config, search_budget_s, seed)
         config = found.best
@@ -528,7 +546,7 @@ def train_flow(
         recipe_source += f", searched ({len(found.trials)} trials in {search_budget_s:g} s)"
     print(f"training from the {recipe_source}")
     result = task(train_model, cache_policy=NO_CACHE)(features, spec, split, config, threshold_policy)
-    card = result.model_card()
+    card = result.model_card().model_copy(update={"profile": data_profile.model_dump(mode="json")})
     # Profile the training rows; the warm-up is counted from the first transaction read, as the features were.
     try:
         profile = reference_profile(split.select(features, "train"), spec, features["tx_datetime"].min())

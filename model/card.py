@@ -50,6 +50,8 @@ class ModelCard(BaseModel):
     threshold_policy: ThresholdPolicy | None = None
     pr_curve: PRCurve = Field(default_factory=PRCurve)
     reference: dict[str, Any] | None = None
+    #: The dataset profile of the training data (``data.profiles.Profile`` as a dict): the request schema.
+    profile: dict[str, Any] | None = None
     model_version: str | None = None
     run_id: str | None = None
 

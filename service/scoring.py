@@ -38,6 +38,8 @@ class Transactions:
     terminal_id: list[str]
     t_us: np.ndarray  # int64 UTC epoch microseconds
     amount: np.ndarray  # float64
+    #: Row features (``spec.row_names`` columns) of a dataset profile's extra columns; None without any.
+    row_features: np.ndarray | None = None
 
     @classmethod
     def of(cls, txs: list[TransactionIn]) -> Transactions:
@@ -62,6 +64,7 @@ class Transactions:
             [self.terminal_id[i] for i in picks],
             self.t_us[keep],
             self.amount[keep],
+            None if self.row_features is None else self.row_features[keep],
         )
 
     def when(self, i: int) -> datetime:
@@ -235,6 +238,7 @@ class Scorer:
         self._batch_booster = self.booster.copy()
         self._batch_booster.set_param({"nthread": BATCH_THREADS})
         self._names = np.array(self.feature_names, dtype=object)
+        self._n_window = len(self.spec.window_names)
 
     def features(self, tx: TransactionIn, observe: bool = True) -> np.ndarray:
         """Online feature row for ``tx``; the state then records the transaction.
@@ -265,11 +269,16 @@ class Scorer:
         """
         n = len(txs)
         out = np.empty((n, len(self.feature_names)), dtype=np.float64)
+        windows = out[:, : self._n_window] if self.spec.row_names else out
         conflicts: dict[int, str] = {}
         for start in range(0, n, STATE_CHUNK_ROWS):
             with self.state.transaction():
                 for i in range(start, min(n, start + STATE_CHUNK_ROWS)):
-                    self._score_row(txs, i, out, conflicts, observe)
+                    self._score_row(txs, i, windows, conflicts, observe)
+        if self.spec.row_names:
+            if txs.row_features is None:
+                raise ValueError("this model reads a dataset profile's columns: map requests through its profile")
+            out[:, self._n_window :] = txs.row_features
         return out, conflicts
 
     def _score_row(self, txs: Transactions, i: int, out: np.ndarray, conflicts: dict[int, str], observe: bool) -> None:

@@ -12,7 +12,7 @@ import csv
 import io
 import tempfile
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +23,12 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from data.contract import CANONICAL_COLUMNS, CANONICAL_SCHEMA, SCENARIO_COLUMN
+from data.profiles import detect_profile
 from data.sources import (
     ATTRIBUTE_PREFIX,
     PARSE_ERRORS,
     SourceError,
-    SourceFormat,
     attribute_name,
-    detect_format,
     read_table,
     to_canonical_frame,
 )
@@ -217,7 +216,7 @@ def test_handbook_csv_and_parquet_map_every_column_the_same_way(raw: pl.DataFram
             SCENARIO_COLUMN: raw["TX_FRAUD_SCENARIO"].cast(pl.Int8),
         }
     )
-    assert detect_format(raw.columns) is SourceFormat.handbook
+    assert detect_profile(raw.columns).name == "handbook"
     assert_frame_equal(from_parquet, expected, check_exact=True)
     assert_frame_equal(from_csv, expected, check_exact=True)
 
@@ -236,11 +235,14 @@ SPARKOV_COLUMNS = [
     "amt",
     "first",
     "last",
+    "lat",
+    "long",
     "city_pop",
     "dob",
     "trans_num",
     "unix_time",
     "merch_lat",
+    "merch_long",
     "is_fraud",
 ]
 
@@ -265,11 +267,14 @@ def sparkov_frames(draw: st.DrawFn) -> pl.DataFrame:
             "amt": column(st.floats(0, 30_000).map(lambda a: round(a, 2))),
             "first": column(names),
             "last": column(names),
+            "lat": column(st.floats(-90, 90)),
+            "long": column(st.floats(-180, 180)),
             "city_pop": column(st.integers(1, 3_000_000)),
-            "dob": column(st.dates().map(str)),
+            "dob": column(st.dates(date(1900, 1, 1), date(2010, 12, 31)).map(str)),
             "trans_num": column(st.text("0123456789abcdef", min_size=32, max_size=32), unique=True),
             "unix_time": [int(t.replace(tzinfo=UTC).timestamp()) for t in times],
             "merch_lat": column(st.floats(-90, 90)),
+            "merch_long": column(st.floats(-180, 180)),
             "is_fraud": column(st.integers(0, 1)),
         }
     )
@@ -279,7 +284,7 @@ def sparkov_frames(draw: st.DrawFn) -> pl.DataFrame:
 @given(raw=sparkov_frames(), suffix=st.sampled_from([".csv", ".parquet"]))
 def test_sparkov_files_map_keys_and_keep_every_other_column_as_text(raw: pl.DataFrame, suffix: str) -> None:
     out = _with_tmp(_write(raw, suffix), suffix)
-    assert detect_format(raw.columns) is SourceFormat.sparkov
+    assert detect_profile(raw.columns).name == "sparkov"
     assert out["transaction_id"].to_list() == raw["trans_num"].to_list()
     assert out["tx_datetime"].to_list() == [
         datetime.strptime(t, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC) for t in raw["trans_date_trans_time"]
@@ -290,7 +295,7 @@ def test_sparkov_files_map_keys_and_keep_every_other_column_as_text(raw: pl.Data
     assert out["is_fraud"].to_list() == raw["is_fraud"].to_list()
     assert out[PARSE_ERRORS].null_count() == out.height
     attributes = [c for c in out.columns if c.startswith(ATTRIBUTE_PREFIX)]
-    unmapped = ["category", "first", "last", "city_pop", "dob", "unix_time", "merch_lat"]
+    unmapped = ["category", "first", "last", "lat", "long", "city_pop", "dob", "unix_time", "merch_lat", "merch_long"]
     assert attributes == [attribute_name(c) for c in unmapped]  # the pandas index column is dropped
     for column in unmapped:
         # Text in a CSV, typed in Parquet: either way the attribute is the value's text.

@@ -5,7 +5,8 @@ import polars as pl
 import pytest
 
 from data.lake import Lake, write_parquet_atomic
-from data.sources import PARSE_ERRORS, SourceError, SourceFormat, detect_format, read_table, to_canonical_frame
+from data.profiles import ProfileError, detect_profile
+from data.sources import PARSE_ERRORS, SourceError, read_table, to_canonical_frame
 
 
 def test_landing_twice_adds_nothing_and_partitions_by_date(tmp_path: Path, small_transactions: pl.DataFrame) -> None:
@@ -73,7 +74,7 @@ def test_handbook_columns_are_detected_and_mapped() -> None:
             "TX_FRAUD_SCENARIO": [0, 2],
         }
     )
-    assert detect_format(raw.columns) is SourceFormat.handbook
+    assert detect_profile(raw.columns).name == "handbook"
     out = to_canonical_frame(raw)
     assert out["customer_id"].to_list() == ["596", "4961"]
     assert out["is_fraud"].to_list() == [0, 1]
@@ -81,8 +82,11 @@ def test_handbook_columns_are_detected_and_mapped() -> None:
 
 
 def test_unknown_columns_name_what_is_missing() -> None:
-    with pytest.raises(SourceError, match="missing: canonical needs"):
-        detect_format(["foo", "bar"])
+    with pytest.raises(ProfileError, match=r"the closest is 'canonical', which needs \['tx_datetime'"):
+        detect_profile(["foo", "bar", "amount"])
+    with pytest.raises(SourceError, match=r"closest is 'ulb-creditcard', which needs \['V1', 'V2'") as raised:
+        to_canonical_frame(pl.DataFrame({"Time": ["0"], "Amount": ["1.0"], "Class": ["0"]}))
+    assert "_ragged" not in str(raised.value)
 
 
 @pytest.mark.parametrize(
@@ -118,7 +122,7 @@ def test_sparkov_csv_maps_keys_and_keeps_other_columns_as_attributes(tmp_path: P
     path = tmp_path / "fraudTest.csv"
     path.write_text("\n".join([SPARKOV_HEADER, *SPARKOV_ROWS]) + "\n")
     out = to_canonical_frame(read_table(path))
-    assert detect_format(read_table(path).columns) is SourceFormat.sparkov
+    assert detect_profile(read_table(path).columns).name == "sparkov"
     assert out["customer_id"].to_list() == ["2703186189652095", "630423337322"]
     assert out["terminal_id"].to_list() == ["fraud_Rippin, Kub and Mann", "fraud_Heller"]
     assert out["amount"].to_list() == [4.97, 107.23]

@@ -40,7 +40,7 @@ def test_bad_dates_and_formats_are_rejected_with_a_message(tmp_path: Path) -> No
     result = runner.invoke(app, ["simulate", "--start", "April"])
     assert result.exit_code != 0 and "not a date" in result.output
     bad = runner.invoke(app, ["ingest", str(tmp_path / "x.csv"), "--format", "excel"])
-    assert bad.exit_code != 0 and "unknown format" in bad.output
+    assert bad.exit_code != 0 and "no profile named 'excel'" in bad.output
 
 
 def test_drift_presets_named_in_help_are_the_simulator_presets() -> None:

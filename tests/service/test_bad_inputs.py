@@ -487,12 +487,16 @@ CLI = [
     cli("ingest-no-path", "ingest", "Missing argument 'path'"),
     cli("ingest-missing-file", "ingest @/missing.csv", "'path'", "missing.csv: no such file"),
     cli("ingest-directory", "ingest @/folder", "'path'", "is a directory"),
-    cli("ingest-unknown-format", "ingest @/garbage.csv --format excel", "--format", "unknown format 'excel'"),
+    cli("ingest-unknown-format", "ingest @/garbage.csv --format excel", "--profile", "no profile named 'excel'"),
+    cli("ingest-unknown-profile", "ingest @/garbage.csv --profile nope", "--profile", "no profile named 'nope'"),
+    cli("ingest-profile-not-yaml", "ingest @/garbage.csv --profile @/garbage.csv", "--profile", "not valid YAML"),
     cli("ingest-binary-garbage", "ingest @/garbage.csv", "ingest failed", "garbage.csv"),
     cli("ingest-parquet-that-is-not", "ingest @/fake.parquet", "ingest failed", "cannot read as parquet"),
     cli("ingest-empty-file", "ingest @/empty.csv", "ingest failed", "file is empty"),
     cli("ingest-semicolon-csv", "ingest @/semicolon.csv", "ingest failed", "';'-delimited"),
-    cli("ingest-unknown-columns", "ingest @/unknown-columns.csv", "ingest failed", "unrecognised columns"),
+    cli(
+        "ingest-unknown-columns", "ingest @/unknown-columns.csv", "ingest failed", "no shipped profile fits the columns"
+    ),
     cli("ingest-json-file", "ingest @/transactions.json", "ingest failed", "unsupported extension '.json'"),
     cli("train-start-not-a-date", "train --start yesterday", "--start", "'yesterday' is not a date"),
     cli("train-end-not-a-date", "train --end 2026-99-01", "--end", "'2026-99-01' is not a date"),
