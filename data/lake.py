@@ -206,10 +206,13 @@ class Lake:
         """Record the profile of data about to land; refuse one whose features differ from the recorded one.
 
         Files of feature-compatible profiles (the same key families and extra columns, e.g. ``handbook``
-        and ``canonical``) share a lake; the first recorded stays. Returns the recorded profile.
+        and ``canonical``) share a lake; the first recorded stays, unless the new one is an edit of it
+        (the same name). Returns the recorded profile.
         """
         recorded = self.profile()
-        if recorded is None:
+        if recorded is None or (
+            recorded.name == profile.name and recorded != profile and recorded.feature_compatible(profile)
+        ):
             write_atomic(self.profile_path, lambda fh: fh.write(profile.to_yaml().encode()))
             return profile
         if not recorded.feature_compatible(profile):

@@ -4,12 +4,13 @@ A profile is YAML validated by :class:`Profile` (the shipped ones are in ``profi
 passed as ``--profile FILE``). It names each role's source column (or how to derive it), the extra
 columns that become model features, and so which feature families apply:
 
-- ``transaction_id``: a column, or ``derive: true`` (a hash of the row's content: two identical rows
-  are one transaction);
+- ``transaction_id``: a column, or ``derive: true`` (a hash of the row's values in the profile's
+  columns, label aside, numbers compared as numbers: two identical rows are one transaction, and a
+  row sent for scoring gets the id its file row has);
 - ``event_time``: a column with an optional ``strptime`` format (default ISO 8601), or numbers relative
   to an ``origin`` (``unit: s``, as ULB's ``Time``);
 - ``customer`` / ``terminal``: a column, or ``hash_of`` several (a stable pseudonym of their joint
-  text, e.g. dob + job + lat + long for a card holder without a card number); either may be absent,
+  values, e.g. dob + job + lat + long for a card holder without a card number); either may be absent,
   and then its window features are not computed;
 - ``amount``, ``label`` (optional) and ``scenario`` (generator ground truth, kept for analysis);
 - ``numeric``: columns that are model features as they are (empty = missing, which XGBoost handles);
@@ -20,14 +21,14 @@ columns that become model features, and so which feature families apply:
 
 ``strip_quotes: true`` removes one pair of quotes around customer and terminal key values (an export
 that quoted its text twice). Every other column is kept in the lake as a text attribute
-(``attr_<name>``), never a feature.
+(``attr_<name>``), never a feature; those listed in ``keep`` may also come with a scoring request.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -126,6 +127,19 @@ class Derived(_Strict):
         return (("age_years",) if self.age_from else ()) + (("distance_km",) if self.distance_km else ())
 
 
+class SplitDays(_Strict):
+    """How a dataset is split for training when the command line does not say (train | valid | test by time).
+
+    ``end``: the last day of data to train and test on (a file whose newest days hold one class only);
+    ``label_delay_days``: when this dataset's own labels are known (FRAUDOPS_LABEL_DELAY_DAYS wins when set).
+    """
+
+    valid_days: int = Field(7, ge=1, le=365)
+    test_days: int = Field(7, ge=1, le=365)
+    label_delay_days: int | None = Field(None, ge=0, le=60)
+    end: date | None = None
+
+
 class Profile(_Strict):
     """How one dataset layout maps to the canonical record, and which feature families it supports."""
 
@@ -142,6 +156,10 @@ class Profile(_Strict):
     categorical: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     derived: Derived = Derived()
     ignore: tuple[str, ...] = Field((), description="Source columns dropped on read (e.g. duplicates of mapped ones).")
+    keep: tuple[str, ...] = Field(
+        (), description="Other columns of the layout a scoring request may carry: kept as attributes, never features."
+    )
+    split: SplitDays = SplitDays()
     strip_quotes: bool = Field(
         False, description='Key values wrapped in quotes ("Kub, Mann") lose them: exports that quote twice.'
     )
@@ -171,8 +189,14 @@ class Profile(_Strict):
 
     @property
     def request_columns(self) -> tuple[str, ...]:
-        """Source columns one transaction sent for scoring carries (no label, no scenario)."""
-        return self.required_columns
+        """Source columns one transaction sent for scoring may carry (no label, no scenario)."""
+        return tuple(dict.fromkeys((*self.required_columns, *self.keep)))
+
+    @property
+    def number_columns(self) -> frozenset[str]:
+        """Source columns holding numbers (amount, numeric and coordinate columns, a relative time)."""
+        numbers = {self.amount, *self.numeric, *(self.derived.distance_km or ())}
+        return frozenset(numbers | ({self.event_time.column} if self.event_time.unit else set()))
 
     @property
     def numeric_features(self) -> tuple[str, ...]:
@@ -382,3 +406,53 @@ def _guess_time_format(text: str) -> str | None:
             continue
         return None if fmt.startswith("%Y-%m-%d") else fmt
     return None
+
+
+def source_request(profile: Profile | None, row: dict[str, object], transaction_id: str) -> dict[str, object]:
+    """A lake row (canonical columns and ``attr_*`` text) as a scoring request in the profile's layout.
+
+    The inverse of the ingest's mapping for the request columns: the event time written back in its
+    format (or as seconds after the origin), keys and amount from the canonical columns, the other
+    columns from their attributes (numbers as numbers). Without a profile of its own layout (``None``,
+    ``canonical``, ``handbook``), the product's own request. ``transaction_id`` replaces the row's id
+    where the layout has an id column (a derived id follows from the values).
+    """
+    when = row["tx_datetime"]
+    assert isinstance(when, datetime)
+    if profile is None or not has_own_layout(profile):
+        return {
+            "transaction_id": transaction_id,
+            "tx_datetime": when.isoformat(),
+            "customer_id": row["customer_id"],
+            "terminal_id": row["terminal_id"],
+            "amount": row["amount"],
+        }
+    request: dict[str, object] = {}
+    role = profile.event_time
+    for column in profile.request_columns:
+        if column == profile.transaction_id.column:
+            value: object = transaction_id
+        elif column == role.column:
+            if role.unit and role.origin is not None:
+                origin = role.origin if role.origin.tzinfo else role.origin.replace(tzinfo=when.tzinfo)
+                value = (when - origin).total_seconds() * (1 if role.unit == "s" else 1_000)
+            else:
+                value = when.strftime(role.format) if role.format else when.isoformat()
+        elif column == profile.amount:
+            value = row["amount"]
+        elif profile.customer is not None and column == profile.customer.column:
+            value = row["customer_id"]
+        elif profile.terminal is not None and column == profile.terminal.column:
+            value = row["terminal_id"]
+        else:
+            text = row.get("attr_" + feature_name(column))
+            value = None if text is None else (float(str(text)) if column in profile.number_columns else text)
+        request[column] = value
+    return request
+
+
+def has_own_layout(profile: Profile) -> bool:
+    """Whether requests of this profile's models use its source columns (extra features, or a key missing)."""
+    return bool(profile.numeric or profile.categorical or profile.derived.columns) or not (
+        profile.customer and profile.terminal
+    )

@@ -131,7 +131,7 @@ def to_canonical_frame(raw: pl.DataFrame, profile: str | Profile = AUTO) -> pl.D
     if profile.transaction_id.column:
         exprs["transaction_id"] = text(profile.transaction_id.column)
     else:
-        exprs["transaction_id"] = _content_hash([c for c in raw.columns if c not in INDEX_COLUMNS and c != RAGGED])
+        exprs["transaction_id"] = _content_hash(profile, profile.required_columns)
     when = _event_time(pl.col(profile.event_time.column), raw.schema[profile.event_time.column], profile)
     unparsed(profile.event_time.column, when)
     exprs["tx_datetime"] = when
@@ -144,7 +144,7 @@ def to_canonical_frame(raw: pl.DataFrame, profile: str | Profile = AUTO) -> pl.D
             exprs[role] = text(key.column)
         else:
             empty(key.columns, role.removesuffix("_id") + " key")
-            exprs[role] = _content_hash(list(key.columns), prefix=f"{profile.name}:")
+            exprs[role] = _content_hash(profile, key.columns, prefix=f"{profile.name}:")
     exprs["amount"] = text(profile.amount).cast(pl.Float64, strict=False)
     unparsed(profile.amount, exprs["amount"])
     if profile.label and profile.label in raw.columns:
@@ -185,9 +185,20 @@ def to_canonical_frame(raw: pl.DataFrame, profile: str | Profile = AUTO) -> pl.D
     return raw.select(out)
 
 
-def _content_hash(columns: list[str], prefix: str = "") -> pl.Expr:
-    """A stable id from the columns' text (SHA-256, 32 hex characters; the same text, the same id)."""
-    joined = pl.concat_str([pl.col(c).cast(pl.String).fill_null("") for c in columns], separator="\x1f")
+def _content_hash(profile: Profile, columns: tuple[str, ...], prefix: str = "") -> pl.Expr:
+    """A stable id from the columns' values (SHA-256, 32 hex characters; the same values, the same id).
+
+    Numbers count as numbers (``1``, ``1.0`` and `` 1.00`` are one value), so a file's row and the same
+    transaction sent as JSON get one id; other values as their stripped text.
+    """
+
+    def value(column: str) -> pl.Expr:
+        text = pl.col(column).cast(pl.String).str.strip_chars()
+        if column in profile.number_columns:
+            text = text.cast(pl.Float64, strict=False).cast(pl.String).fill_null(text)
+        return text.fill_null("")
+
+    joined = pl.concat_str([value(c) for c in columns], separator="\x1f")
     return joined.map_elements(
         lambda v: hashlib.sha256((prefix + v).encode()).hexdigest()[:32], return_dtype=pl.String, skip_nulls=False
     )

@@ -485,6 +485,13 @@ def train(
         int | None, typer.Option(min=0, max=60, help="Label delay in days (default FRAUDOPS_LABEL_DELAY_DAYS).")
     ] = None,
     seed: Seed = 42,
+    valid_days: Annotated[
+        int | None,
+        typer.Option(min=1, max=365, help="Days of the validation window (default: the data profile's, else 7)."),
+    ] = None,
+    test_days: Annotated[
+        int | None, typer.Option(min=1, max=365, help="Days of the test window (default: the data profile's, else 7).")
+    ] = None,
     check_reference: Annotated[
         bool,
         typer.Option(
@@ -534,6 +541,8 @@ def train(
             first,
             last,
             label_delay,
+            valid_days=valid_days,
+            test_days=test_days,
             seed=seed,
             check_reference=check_reference,
             from_champion=from_champion,

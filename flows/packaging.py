@@ -12,14 +12,49 @@ import polars as pl
 import xgboost as xgb
 
 from config.settings import Settings
+from data.profiles import Profile, source_request
 from model.bundle import write_bundle
 from model.card import ModelCard
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+#: The example requests a bundle carries for the UI's form (its prefill and its example buttons).
+EXAMPLE_KINDS = ("recent", "genuine", "fraud")
+
+
+def request_examples(known: pl.DataFrame, profile: Profile | None) -> dict[str, dict[str, object]]:
+    """Scoring requests made from the served data: its newest transaction, a typical genuine, the newest fraud.
+
+    ``known``: lake transactions with ``is_fraud`` as known now (``Lake.read``). Each is written in the
+    request layout of the model's profile (``data.profiles.source_request``) with a new transaction id.
+    """
+    recent = known.tail(1)
+    genuine = known.filter(pl.col("is_fraud") == 0)
+    typical = genuine.filter(  # an everyday amount, not the newest row again when there is another
+        pl.col("amount").is_between(pl.col("amount").quantile(0.25), pl.col("amount").quantile(0.75))
+        & ~pl.col("transaction_id").is_in(recent["transaction_id"].implode())
+    )
+    picks = {
+        "recent": recent,
+        "genuine": typical.tail(1) if typical.height else genuine.tail(1),
+        "fraud": known.filter(pl.col("is_fraud") == 1).tail(1),
+    }
+    return {
+        kind: source_request(profile, rows.row(0, named=True), f"example-{kind}")
+        for kind, rows in picks.items()
+        if rows.height
+    }
+
+
 def save_bento_model(
-    name: str, version: str, booster: xgb.Booster, card: ModelCard, state: pl.DataFrame, labels: dict[str, str]
+    name: str,
+    version: str,
+    booster: xgb.Booster,
+    card: ModelCard,
+    state: pl.DataFrame,
+    labels: dict[str, str],
+    examples: dict[str, dict[str, object]] | None = None,
 ) -> str:
     """Import the bundle into the BentoML store as ``name:v<version>``, replacing an older import of it.
 
@@ -33,7 +68,7 @@ def save_bento_model(
     with contextlib.suppress(NotFound):
         bentoml.models.delete(tag)
     with bentoml.models.create(tag, labels=labels, metadata={"threshold": card.threshold}) as stored:
-        write_bundle(Path(stored.path), booster, card, state)
+        write_bundle(Path(stored.path), booster, card, state, examples)
     return tag
 
 

@@ -17,7 +17,7 @@ from config.settings import Settings, current_settings
 from data.labels import data_clock, labels_as_of
 from data.lake import Lake, write_parquet_atomic
 from data.live import LiveLabelConfig
-from data.profiles import Profile, ProfileError, load_profile
+from data.profiles import Profile, ProfileError, load_profile, profile_from_dict
 from data.simulator import SimulatorConfig, simulate_transactions
 from data.sources import (
     AUTO,
@@ -259,6 +259,7 @@ def ingest_flow(source: str, profile: str = AUTO) -> dict[str, Any]:
             chosen = resolve_profile(raw.columns, profile)
         except ProfileError as exc:
             raise SourceError(str(exc)) from None
+        lake = Lake(settings.home_dir, label_delay(settings, chosen))
         lake.record_profile(chosen)
         summary = _ingest_transactions(lake, path, raw, chosen, f"{path.stem}-{digest}", settings.data_docs_dir)
     if summary.read != summary.accepted + summary.duplicates + summary.rejected:
@@ -332,6 +333,13 @@ def _ingest_labels(lake: Lake, path: Path, raw: pl.DataFrame, batch_name: str) -
         contradictions=landing.contradictions,
         unknown_transactions=landing.unknown_transactions,
     )
+
+
+def label_delay(settings: Settings, profile: Profile | None) -> int:
+    """Days until a dataset's own labels are known: FRAUDOPS_LABEL_DELAY_DAYS when set, else the profile's, else 7."""
+    if "label_delay_days" in settings.model_fields_set or profile is None or profile.split.label_delay_days is None:
+        return settings.label_delay_days
+    return profile.split.label_delay_days
 
 
 def features_digest(lineage: list[dict[str, str]], spec: FeatureSpec) -> str:
@@ -475,8 +483,8 @@ def train_flow(
     start: date | None = None,
     end: date | None = None,
     label_delay_days: int | None = None,
-    valid_days: int = 7,
-    test_days: int = 7,
+    valid_days: int | None = None,
+    test_days: int | None = None,
     seed: int = 42,
     check_reference: bool = True,
     from_champion: bool = True,
@@ -507,10 +515,13 @@ def train_flow(
     from model.training import TrainingConfig, train_model
 
     settings = _settings()
-    delay = settings.label_delay_days if label_delay_days is None else label_delay_days
+    data_profile = Lake(settings.home_dir).profile() or load_profile("canonical")
+    delay = label_delay(settings, data_profile) if label_delay_days is None else label_delay_days
     lake = Lake(settings.home_dir, delay)
-    data_profile = lake.profile() or load_profile("canonical")
     spec = FeatureSpec.for_profile(data_profile, label_delay_days=delay)
+    if start is None and end is None and data_profile.split.end is not None:
+        end = data_profile.split.end
+        print(f"training on data up to {end} (the {data_profile.name} profile's split end)")
     pinned = LakeSnapshot.parse(snapshot) if snapshot is not None else LakeSnapshot.now(lake)
     as_of, versions = pinned.as_of, pinned.versions
     transactions, labels = read_training_data(lake, pinned, start, end)
@@ -533,6 +544,8 @@ def train_flow(
         print(f"feature gate: reference bounds of champion v{basis.version}'s training window")  # type: ignore[union-attr]
     gate = feature_gate_task(features, spec, reference, settings.data_docs_dir)
 
+    valid_days = data_profile.split.valid_days if valid_days is None else valid_days
+    test_days = data_profile.split.test_days if test_days is None else test_days
     split = training_split(features, lake, pinned, spec, valid_days, test_days)
     config = TrainingConfig(seed=seed)
     recipe_source = "default recipe"
@@ -616,7 +629,7 @@ def search_task(
 @flow(name="package", log_prints=True)
 def package_flow() -> dict[str, str]:
     """Champion -> BentoML model (booster, card, online state, lineage labels) -> Bento."""
-    from flows.packaging import build_bento, save_bento_model
+    from flows.packaging import build_bento, request_examples, save_bento_model
     from model.registry import Registry, load_booster, load_model_card
 
     settings = _settings()
@@ -624,14 +637,22 @@ def package_flow() -> dict[str, str]:
     card = load_model_card(champion)
     spec = card.spec
     lake = Lake(settings.home_dir, spec.label_delay_days)
+    # A profile that ends its data early (data.profiles.SplitDays.end) serves the world as of that day.
+    profile = profile_from_dict(card.profile, "model card") if card.profile else None
+    pinned_end = profile.split.end if profile is not None else None
     # Each transaction's newest label with its label time: terminal risk reads it from then on, as offline.
-    state = MemoryFeatureStore.from_transactions(lake.read_transactions(), spec, lake.read_labels()).to_frame()
+    history = lake.read_transactions(end=pinned_end)
+    state = MemoryFeatureStore.from_transactions(history, spec, lake.read_labels()).to_frame()
+    data_end = pinned_end or lake.newest_day()
+    recent = None if data_end is None else data_end - timedelta(days=spec.history_days)
+    examples = request_examples(lake.read(start=recent, end=data_end), profile)
     labels = {
         "mlflow_model": settings.registered_model,
         "mlflow_version": champion.version,
         "mlflow_run_id": champion.run_id,
     }
-    model_tag = save_bento_model(settings.bento_model, champion.version, load_booster(champion), card, state, labels)
+    booster = load_booster(champion)
+    model_tag = save_bento_model(settings.bento_model, champion.version, booster, card, state, labels, examples)
     bento_tag = task(build_bento, cache_policy=NO_CACHE)(model_tag, champion.version)
     print(f"packaged champion v{champion.version}: model {model_tag}, bento {bento_tag} ({state.height} state rows)")
     return {"model_tag": model_tag, "bento_tag": bento_tag, "version": champion.version}

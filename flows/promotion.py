@@ -44,11 +44,15 @@ def promotion_window(lake: Lake, split: TimeSplit, delay_days: int, days: int = 
     """The most recent labelled ``days`` as of the lake's newest day (labels lag by ``delay_days``).
 
     When that window overlaps what the challenger trained or chose its threshold on, its own test
-    window is used instead: no model is judged on data it has seen.
+    window is used instead: no model is judged on data it has seen. A data profile's split end
+    (``data.profiles.SplitDays.end``) stands for the newest day when it is earlier.
     """
     newest = lake.newest_day()
     if newest is None:
         raise ValueError(f"the lake at {lake.transactions_dir} is empty")
+    profile = lake.profile()
+    if profile is not None and profile.split.end is not None:  # data after it is not for training or judging
+        newest = min(newest, profile.split.end + timedelta(days=delay_days))
     end = newest - timedelta(days=delay_days)
     start = end - timedelta(days=days - 1)
     if start <= split.valid_end:

@@ -5,6 +5,7 @@ Written by the package flow, read by the service; neither imports the other.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from model.card import CARD_FILE, ModelCard
 
 BOOSTER_FILE = "booster.ubj"
 STATE_FILE = "online_state.parquet"
+#: Example requests from the served data (optional; ``flows.packaging.request_examples``).
+EXAMPLES_FILE = "examples.json"
 
 
 @dataclass
@@ -42,12 +45,30 @@ class Bundle:
         return self.card.version
 
 
-def write_bundle(directory: Path, booster: xgb.Booster, card: ModelCard, state: pl.DataFrame) -> None:
-    """Write the three files into ``directory`` (a fresh BentoML model directory)."""
+def write_bundle(
+    directory: Path,
+    booster: xgb.Booster,
+    card: ModelCard,
+    state: pl.DataFrame,
+    examples: dict[str, dict[str, object]] | None = None,
+) -> None:
+    """Write the files into ``directory`` (a fresh BentoML model directory).
+
+    ``examples``: scoring requests made from the served data (the UI's prefill); they hold customer
+    keys, as the state does, so they live in the model, never in an MLflow artifact or a log.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     booster.save_model(directory / BOOSTER_FILE)
     (directory / CARD_FILE).write_text(card.to_json())
     state.write_parquet(directory / STATE_FILE)
+    if examples:
+        (directory / EXAMPLES_FILE).write_text(json.dumps(examples, indent=1, default=str))
+
+
+def read_examples(directory: Path) -> dict[str, dict[str, object]]:
+    """The bundle's example requests (empty for bundles packaged before they existed)."""
+    path = directory / EXAMPLES_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def read_bundle(directory: Path) -> Bundle:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from data.contract import TransactionIn
 
@@ -179,6 +179,21 @@ class BatchRequest(BaseModel):
             "maxItems": MAX_BATCH_ROWS,
         },
     )
+
+
+def batch_request_for(item: type[BaseModel]) -> type[BatchRequest]:
+    """:class:`BatchRequest` whose rows are documented as ``item`` (a dataset profile's request layout)."""
+    if item is TransactionIn:
+        return BatchRequest
+    field = Field(
+        description=f"Raw transactions ({item.__name__} objects), 1 to {MAX_BATCH_ROWS:,}.",
+        json_schema_extra={
+            "items": {"anyOf": [item.model_json_schema(), {}]},
+            "minItems": 1,
+            "maxItems": MAX_BATCH_ROWS,
+        },
+    )
+    return create_model("BatchRequest", __base__=BatchRequest, transactions=(list[Any], field))
 
 
 class BatchResponse(BaseModel):

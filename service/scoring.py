@@ -14,12 +14,15 @@ import xgboost as xgb
 from pydantic import TypeAdapter, ValidationError
 
 from data.contract import MAX_CLOCK_SKEW, MAX_PLAUSIBLE_AMOUNT, TransactionIn
+from data.profiles import profile_from_dict
 from features.definitions import to_epoch_us
 from features.stores import open_store
 from features.stores.base import FeatureStore
 from model.bundle import Bundle
 from model.card import ModelCard
+from service.profiled import ProfiledRequests, uses_own_request
 from service.schemas import BatchResponse, FeedbackItem, ScoreResponse, describe_validation_error
+from service.uploads import REQUIRED
 
 #: Rows a batch scores one at a time (or labels /feedback applies) per hold of the state lock and per write to
 #: a shared store: ~15 ms, the longest a single /score (on the event loop) waits for a running batch.
@@ -239,6 +242,10 @@ class Scorer:
         self._batch_booster.set_param({"nthread": BATCH_THREADS})
         self._names = np.array(self.feature_names, dtype=object)
         self._n_window = len(self.spec.window_names)
+        # A model of a dataset profile with its own layout takes requests in that layout (service/profiled.py).
+        profile = profile_from_dict(bundle.card.profile, "model card") if bundle.card.profile else None
+        self.profile = profile
+        self.requests = ProfiledRequests(profile, self.spec) if profile and uses_own_request(profile) else None
 
     def features(self, tx: TransactionIn, observe: bool = True) -> np.ndarray:
         """Online feature row for ``tx``; the state then records the transaction.
@@ -393,6 +400,8 @@ class Scorer:
         The whole list is validated in one call when every row is a valid object (the usual case); else row
         by row, for each bad row's reason (``describe_validation_error``).
         """
+        if self.requests is not None:
+            return self._validate_profiled(records, unreadable)
         unreadable = unreadable or {}
         if not unreadable:
             try:
@@ -419,6 +428,27 @@ class Scorer:
                 errors.append(_row_error(index, record.get("transaction_id"), describe_validation_error(exc)))
         return Transactions.of(txs), at, errors
 
+    @property
+    def upload_columns(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(required, optional) columns of a batch file for this model (its profile's layout, or the canonical)."""
+        return self.requests.upload_columns if self.requests is not None else (REQUIRED, ())
+
+    def _validate_profiled(
+        self, records: list[Any], unreadable: dict[int, str] | None
+    ) -> tuple[Transactions, list[int], list[dict[str, Any]]]:
+        """:meth:`validate` for requests in the model's dataset-profile layout: mapped as the ingest maps files."""
+        assert self.requests is not None
+        rows, mapped, at, errors = self.requests.validate(records, unreadable)
+        txs = Transactions(
+            [r["transaction_id"] for r in rows],
+            [r["customer_id"] for r in rows],
+            [r["terminal_id"] for r in rows],
+            np.fromiter((to_epoch_us(r["tx_datetime"]) for r in rows), dtype=np.int64, count=len(rows)),
+            np.fromiter((r["amount"] for r in rows), dtype=np.float64, count=len(rows)),
+            self.requests.row_features(mapped) if rows else np.empty((0, len(self.spec.row_names))),
+        )
+        return txs, at, errors
+
     def score_batch(
         self, records: list[Any], unreadable: dict[int, str] | None = None, observe: bool = True
     ) -> ScoredBatch:
@@ -440,7 +470,7 @@ class Scorer:
         text columns (CSV), goes through the per-row validation, with its reasons.
         """
         unreadable = unreadable or {}
-        ok = _plainly_valid(frame)
+        ok = None if self.requests is not None else _plainly_valid(frame)
         if ok is None:
             return self.score_batch(frame.to_dicts(), unreadable, observe)
         for index in unreadable:

@@ -16,24 +16,26 @@ import pydantic_core
 from bentoml.exceptions import BentoMLException
 from fastapi import Depends, FastAPI, Query
 from fastapi.exceptions import RequestValidationError
-from pydantic import BeforeValidator, Field
+from pydantic import BaseModel, BeforeValidator, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
 from config.settings import LiveSettings, Settings
 from data.contract import TransactionIn
 from data.feedback import FeedbackLog, utc_now
+from data.profiles import Profile, profile_from_dict
 from features.definitions import to_epoch_us
 from features.stores import open_store
-from model.bundle import read_bundle
+from model.bundle import read_bundle, read_examples
+from model.card import CARD_FILE, ModelCard
 from service.gateway import Gateway
+from service.profiled import request_model, uses_own_request
 from service.recording import MONITOR_CLASS, AlertDesk, RecordingScorer
 from service.schemas import (
     MAX_BATCH_ROWS,
     MAX_FEEDBACK_LABELS,
     MAX_VERDICTS,
     AlertsResponse,
-    BatchRequest,
     BatchResponse,
     FeedbackItem,
     FeedbackResponse,
@@ -41,16 +43,36 @@ from service.schemas import (
     ScoreResponse,
     Verdict,
     VerdictsResponse,
+    batch_request_for,
 )
 from service.scoring import PARQUET_MEDIA_TYPE, Scorer, TransactionConflict
 from service.traffic import install as fix_traffic_timeout
-from service.ui import build_ui
+from service.ui import ScoreForm, build_ui
 from service.uploads import TooManyRows, UploadError, read_upload
 
 fix_traffic_timeout()  # before BentoML builds the app: its timeout kept every request for 60 s (service/traffic.py)
 
 #: Read once at import: the model tag and monitor directory go into the service definition below.
 SETTINGS = Settings()
+
+
+def _served_model() -> tuple[Profile | None, dict[str, dict[str, Any]]]:
+    """The served model's dataset profile (from its card) and example requests (None, {}: no such model yet)."""
+    try:
+        directory = Path(bentoml.models.get(SETTINGS.model_tag).path)
+        card = ModelCard.from_json((directory / CARD_FILE).read_text())
+        examples = read_examples(directory)
+    except (BentoMLException, OSError, ValueError):
+        return None, {}  # the service fails clearly at start-up when it loads the model
+    return (profile_from_dict(card.profile, "model card") if card.profile else None), examples
+
+
+#: The request of /score (and of each /score_batch row): the model's dataset profile's own layout for a
+#: profile with extra columns or keys it lacks (service/profiled.py), else the product's TransactionIn.
+SERVED_PROFILE, EXAMPLES = _served_model()
+SCORE_REQUEST: type[BaseModel] = request_model(SERVED_PROFILE) if uses_own_request(SERVED_PROFILE) else TransactionIn  # type: ignore[arg-type]
+_REQUEST_COLUMNS = {name: field.alias or name for name, field in SCORE_REQUEST.model_fields.items()}
+SCORE_BATCH_REQUEST = batch_request_for(SCORE_REQUEST)
 
 
 def _current() -> FraudService | None:
@@ -82,7 +104,9 @@ def _alert_desk() -> AlertDesk:
 
 
 # Gradio 6 + BentoML: mount through FastAPI, not bentoml.gradio (its /ui/ answers 500 there).
-ui_app = gr.mount_gradio_app(FastAPI(), build_ui(_recording_scorer, _alert_desk), path="/")
+_NUMBERS = SERVED_PROFILE.number_columns if uses_own_request(SERVED_PROFILE) else frozenset({"amount"})  # type: ignore[union-attr]
+_FORM = ScoreForm.of(SCORE_REQUEST, _NUMBERS, EXAMPLES)
+ui_app = gr.mount_gradio_app(FastAPI(), build_ui(_recording_scorer, _alert_desk, _FORM), path="/")
 # The GET routes (BentoML APIs are POST only): FastAPI class views of the service, mounted at the root
 # (BentoML's PassiveMount passes on only the paths these routes match). No docs routes of its own: the
 # service's OpenAPI document includes them.
@@ -187,13 +211,16 @@ class FraudService:
         gc.collect()
         gc.freeze()
 
-    @bentoml.api(route="/score", input_spec=TransactionIn, output_spec=ScoreResponse)
+    @bentoml.api(route="/score", input_spec=SCORE_REQUEST, output_spec=ScoreResponse)
     async def score(self, **transaction: Any) -> Response:
         """Score one raw transaction: probability, decision at the model's threshold, reasons.
 
         ``async``: BentoML runs it on the event loop, skipping a sync API's thread hop (measured on the
         minimal service, bench/results/service.md ``lever_async_api``); the work is ~0.5 ms of CPU.
+        A model of a dataset profile with its own layout takes that layout (service/profiled.py).
         """
+        if self.scorer.requests is not None:
+            return self._score_profiled({_REQUEST_COLUMNS[k]: v for k, v in transaction.items()})
         tx = TransactionIn.model_construct(**transaction)  # BentoML validated it against input_spec
         try:
             result = self.recording.score_one(tx)
@@ -201,7 +228,16 @@ class FraudService:
             return _error(HTTPStatus.CONFLICT, str(exc))
         return _json(pydantic_core.to_json(result))  # output_spec documents it
 
-    @bentoml.api(route="/score_batch", input_spec=BatchRequest, output_spec=BatchResponse)
+    def _score_profiled(self, record: dict[str, Any]) -> Response:
+        """One request in the profile's layout: mapped, checked and scored as a batch of one."""
+        batch = self.recording.score_batch([record])
+        if batch.errors:
+            reason = batch.errors[0]["reason"]
+            status = HTTPStatus.CONFLICT if "was already scored with another" in reason else HTTPStatus.BAD_REQUEST
+            return _error(status, reason)
+        return _json(pydantic_core.to_json(batch.results[0]))
+
+    @bentoml.api(route="/score_batch", input_spec=SCORE_BATCH_REQUEST, output_spec=BatchResponse)
     def score_batch(self, transactions: list[Any]) -> Response:
         """Score a JSON list of transactions (at most 10,000); invalid rows come back by index with a reason."""
         problem = _batch_problem(len(transactions), MAX_BATCH_ROWS, "the batch")
@@ -305,7 +341,7 @@ class FraudService:
         return self.scorer.summary()
 
     def _read(self, file: Path, max_rows: int) -> tuple[pl.DataFrame, dict[int, str]]:
-        upload = read_upload(file, max_rows)  # raises TooManyRows / UploadError
+        upload = read_upload(file, max_rows, "upload", *self.scorer.upload_columns)  # TooManyRows / UploadError
         return upload.frame, upload.unreadable
 
     def _scored(

@@ -21,20 +21,21 @@ import math
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import pandas as pd
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from data.contract import TransactionIn
 from model.anchors import ANCHORS, PERFECT_CP_AT_100_PROTOCOL_A, PROTOCOLS, SOURCE
 from model.card import ModelCard
 from model.policies import ThresholdPolicy
 from service.recording import AlertDesk, RecordingScorer
-from service.schemas import MAX_BATCH_ROWS, BatchResponse, Reason, Verdict, describe_validation_error
+from service.schemas import MAX_BATCH_ROWS, BatchResponse, Reason, ScoreResponse, Verdict, describe_validation_error
 from service.scoring import TransactionConflict
 from service.uploads import REQUIRED, UploadError, read_upload
 
@@ -325,32 +326,89 @@ def parse_day(value: Any) -> date | None:
 # --- the app ---------------------------------------------------------------------------------------------
 
 
-def build_ui(get_scorer: Callable[[], RecordingScorer], get_desk: Callable[[], AlertDesk] | None = None) -> gr.Blocks:
+#: What the example buttons are called, by the kind of example the bundle carries (flows/packaging.py).
+EXAMPLE_LABELS = {"recent": "Recent transaction", "genuine": "Typical genuine", "fraud": "Known fraud pattern"}
+_CANONICAL_LABELS = {"tx_datetime": "tx_datetime (ISO 8601; no zone = UTC)"}
+
+
+@dataclass(frozen=True)
+class ScoreForm:
+    """The Score tab's inputs: the request's fields (name, whether a number), the prefill and examples.
+
+    ``own_layout``: the fields are a dataset profile's columns (service/profiled.py), scored through
+    the same mapping as the API's; otherwise the product's :class:`TransactionIn`.
+    """
+
+    fields: tuple[tuple[str, bool], ...]
+    examples: dict[str, dict[str, Any]] = field(default_factory=dict)
+    own_layout: bool = False
+
+    @classmethod
+    def of(cls, request: type[BaseModel], numbers: frozenset[str], examples: dict[str, dict[str, Any]]) -> ScoreForm:
+        """The form of a request model (fields by their aliases) with the served model's examples."""
+        names = [f.alias or name for name, f in request.model_fields.items()]
+        return cls(tuple((n, n in numbers) for n in names), examples, own_layout=request is not TransactionIn)
+
+    @property
+    def names(self) -> list[str]:
+        """Field names in form order."""
+        return [name for name, _ in self.fields]
+
+    def prefill(self) -> dict[str, Any]:
+        """The first values: the served data's newest transaction under a new id, else a placeholder."""
+        recent = self.examples.get("recent")
+        if recent is not None:
+            return {**recent, **({"transaction_id": "ui-0001"} if "transaction_id" in recent else {})}
+        if self.own_layout:
+            return {}
+        now = datetime.now(UTC).replace(microsecond=0).isoformat()
+        return {
+            "transaction_id": "ui-0001",
+            "tx_datetime": now,
+            "customer_id": "42",
+            "terminal_id": "7",
+            "amount": 125.0,
+        }
+
+
+CANONICAL_FORM = ScoreForm.of(TransactionIn, frozenset({"amount"}), {})
+
+
+def build_ui(
+    get_scorer: Callable[[], RecordingScorer],
+    get_desk: Callable[[], AlertDesk] | None = None,
+    form: ScoreForm = CANONICAL_FORM,
+) -> gr.Blocks:
     """The Blocks app; ``get_scorer`` returns the service's recording scorer at call time.
 
     With ``get_desk`` (the service's :class:`AlertDesk` at call time) the app has the Alerts tab.
+    ``form``: the Score tab's fields, prefill and examples (the served model's request layout).
     """
 
-    def score_one(
-        tid: str, when: str, customer: str, terminal: str, amount: float | None
-    ) -> tuple[str, pd.DataFrame, dict[str, Any]]:
-        """Score one transaction: decision line, reasons chart, JSON response."""
+    def _score(record: dict[str, Any]) -> ScoreResponse:
+        if form.own_layout:  # the profile's layout: the API's own mapping and checks, a batch of one
+            batch = get_scorer().score_batch([record])
+            if batch.errors:
+                reason = batch.errors[0]["reason"]
+                title = "Transaction id already used" if "already scored" in reason else "Invalid transaction"
+                raise user_error(reason, title)
+            return ScoreResponse.model_validate(batch.results[0])
         try:
-            tx = TransactionIn.model_validate(
-                {
-                    "transaction_id": tid,
-                    "tx_datetime": when,
-                    "customer_id": customer,
-                    "terminal_id": terminal,
-                    "amount": amount,
-                }
-            )
+            tx = TransactionIn.model_validate(record)
         except ValidationError as exc:
             raise user_error(describe_validation_error(exc), "Invalid transaction") from exc
         try:
-            result = get_scorer().score(tx)
+            return get_scorer().score(tx)
         except TransactionConflict as exc:
             raise user_error(str(exc), "Transaction id already used") from None
+
+    def score_one(*values: Any) -> tuple[str, pd.DataFrame, dict[str, Any]]:
+        """Score one transaction: decision line, reasons chart, JSON response."""
+        record = {
+            name: None if (value == "" and form.own_layout) else value
+            for name, value in zip(form.names, values, strict=True)
+        }
+        result = _score(record)
         verdict = "ALERT" if result.decision == "alert" else "approve"
         summary = (
             f"### {verdict}: fraud probability {result.fraud_probability:.3f} "
@@ -375,9 +433,9 @@ def build_ui(get_scorer: Callable[[], RecordingScorer], get_desk: Callable[[], A
     def score_file(path: str | None) -> tuple[str, pd.DataFrame, pd.DataFrame, str]:
         """Score an uploaded file: counts, results, rejected rows, path of the results CSV."""
         if not path:
-            raise user_error(f"upload a CSV or Parquet file with the columns {', '.join(BATCH_COLUMNS)}", "No file")
+            raise user_error(f"upload a CSV or Parquet file with the columns {', '.join(batch_columns)}", "No file")
         try:
-            upload = read_upload(Path(path), MAX_BATCH_ROWS, Path(path).name)
+            upload = read_upload(Path(path), MAX_BATCH_ROWS, Path(path).name, *get_scorer().scorer.upload_columns)
         except UploadError as exc:
             raise user_error(str(exc), "Unreadable file") from None
         extra = upload.ignored_columns
@@ -445,17 +503,27 @@ def build_ui(get_scorer: Callable[[], RecordingScorer], get_desk: Callable[[], A
     def mark_genuine(*args: Any) -> tuple[Any, ...]:
         return mark(0, *args)
 
-    now = datetime.now(UTC).replace(microsecond=0).isoformat()
+    batch_columns = list(BATCH_COLUMNS) if not form.own_layout else form.names
+    first = form.prefill()
     with gr.Blocks(title="fraudops") as blocks:
         gr.Markdown("# fraudops: card fraud scoring")
         with gr.Tab("Score a transaction"):
-            with gr.Row():
-                tid = gr.Textbox(label="transaction_id", value="ui-0001")
-                when = gr.Textbox(label="tx_datetime (ISO 8601; no zone = UTC)", value=now)
-            with gr.Row():
-                customer = gr.Textbox(label="customer_id", value="42")
-                terminal = gr.Textbox(label="terminal_id", value="7")
-                amount = gr.Number(label="amount", value=125.0)
+            inputs: list[Any] = []
+            per_row = 3 if not form.own_layout else 4
+            for start in range(0, len(form.fields), per_row):
+                with gr.Row():
+                    for name, number in form.fields[start : start + per_row]:
+                        label = _CANONICAL_LABELS.get(name, name) if not form.own_layout else name
+                        box = gr.Number if number else gr.Textbox
+                        inputs.append(box(label=label, value=first.get(name)))
+            if form.examples:
+                kinds = [k for k in EXAMPLE_LABELS if k in form.examples]
+                gr.Examples(
+                    examples=[[form.examples[k].get(n) for n in form.names] for k in kinds],
+                    inputs=inputs,
+                    example_labels=[EXAMPLE_LABELS[k] for k in kinds],
+                    label="Examples from the served data (new ids; times as they were)",
+                )
             go = gr.Button("Score", variant="primary")
             summary = gr.Markdown()
             chart = gr.BarPlot(
@@ -469,10 +537,10 @@ def build_ui(get_scorer: Callable[[], RecordingScorer], get_desk: Callable[[], A
                 tooltip=["feature", "value", "contribution"],
             )
             raw = gr.JSON(label="response")
-            go.click(score_one, [tid, when, customer, terminal, amount], [summary, chart, raw], api_name="score_one")
+            go.click(score_one, inputs, [summary, chart, raw], api_name="score_one")
         with gr.Tab("Batch"):
             gr.Markdown(
-                f"CSV or Parquet with the columns `{'`, `'.join(BATCH_COLUMNS)}` (other columns are ignored), "
+                f"CSV or Parquet with the columns `{'`, `'.join(batch_columns)}` (other columns are ignored), "
                 f"at most {MAX_BATCH_ROWS:,} rows. Rows that fail validation are listed by their 0-based index."
             )
             upload = gr.File(label="transactions (CSV or Parquet)", file_types=[".csv", ".parquet"])

@@ -69,22 +69,33 @@ def _csv_header(head: bytes) -> list[str]:
     return next(csv.reader([first]), [])
 
 
-def _check_columns(columns: list[str], name: str, require: bool = True) -> None:
-    """No repeated names (after trimming spaces); every :data:`REQUIRED` column present (if ``require``)."""
+def _check_columns(columns: list[str], name: str, require: bool = True, required: tuple[str, ...] = REQUIRED) -> None:
+    """No repeated names (after trimming spaces); every ``required`` column present (if ``require``)."""
     stripped = [c.strip() for c in columns]
     repeated = sorted({c for c in stripped if stripped.count(c) > 1})
     if repeated:
         raise UploadError(f"{name} repeats a column name: {', '.join(repeated)} (columns: {', '.join(columns)})")
-    missing = [c for c in REQUIRED if c not in stripped]
+    missing = [c for c in required if c not in stripped]
     if require and missing:
         found = ", ".join(stripped)[:300] or "none"
         raise UploadError(
-            f"{name} lacks column(s) {', '.join(missing)}; a batch file needs {', '.join(REQUIRED)} (found: {found})"
+            f"{name} lacks column(s) {', '.join(missing)}; a batch file needs {', '.join(required)} (found: {found})"
         )
 
 
-def read_upload(path: Path, max_rows: int, name: str = "upload") -> Upload:
-    """Read ``path`` (named ``name`` in messages) as CSV or Parquet of raw transactions."""
+def read_upload(
+    path: Path,
+    max_rows: int,
+    name: str = "upload",
+    required: tuple[str, ...] = REQUIRED,
+    optional: tuple[str, ...] = (),
+) -> Upload:
+    """Read ``path`` (named ``name`` in messages) as CSV or Parquet of raw transactions.
+
+    ``required`` and ``optional`` are the request's columns (the canonical ones by default; a dataset
+    profile's for a model served in its own layout): a missing optional column is empty in every row.
+    """
+    canonical = required == REQUIRED
     path = Path(path)
     with path.open("rb") as handle:
         head = handle.read(SNIFF_BYTES)
@@ -100,13 +111,13 @@ def read_upload(path: Path, max_rows: int, name: str = "upload") -> Upload:
             frame = read_table(named)
         except SourceError as exc:
             if header and str(exc).endswith("no rows"):
-                _check_columns(header, name)  # a one-line file: say what its line lacks first
+                _check_columns(header, name, required=required)  # a one-line file: say what its line lacks first
             raise UploadError(str(exc).replace(str(named), name)) from None
-    _check_columns([c for c in frame.columns if c != RAGGED], name)
+    _check_columns([c for c in frame.columns if c != RAGGED], name, required=required)
     frame = frame.rename({c: c.strip() for c in frame.columns})
     if frame.height > max_rows:
         raise TooManyRows(f"{name} has {frame.height:,} rows; at most {max_rows:,} per request")
-    for column in ID_COLUMNS:
+    for column in ID_COLUMNS if canonical else ():
         dtype = frame.schema[column]
         if not (dtype == pl.String or dtype.is_integer() or dtype == pl.Null):
             raise UploadError(f"column {column} of {name} has type {dtype}; ids must be text or integers")
@@ -114,6 +125,10 @@ def read_upload(path: Path, max_rows: int, name: str = "upload") -> Upload:
     if RAGGED in frame.columns:
         flagged = frame.with_row_index("_i").filter(pl.col(RAGGED).is_not_null())
         unreadable = dict(zip(flagged["_i"].to_list(), flagged[RAGGED].to_list(), strict=True))
-    ignored = [c for c in frame.columns if c not in REQUIRED and c != RAGGED]
-    columns = frame.select(*(pl.col(c).cast(pl.String) if c in ID_COLUMNS else pl.col(c) for c in REQUIRED))
+    wanted = (*required, *optional)
+    ignored = [c for c in frame.columns if c not in wanted and c != RAGGED]
+    if canonical:
+        columns = frame.select(*(pl.col(c).cast(pl.String) if c in ID_COLUMNS else pl.col(c) for c in REQUIRED))
+    else:
+        columns = frame.select(pl.col(c) if c in frame.columns else pl.lit(None).alias(c) for c in wanted)
     return Upload(columns, unreadable, ignored)

@@ -95,10 +95,10 @@ ULB_COLUMNS = ["Time", *(f"V{i}" for i in range(1, 29)), "Amount", "Class"]
 ULB_ORIGIN = datetime(2013, 9, 1, tzinfo=UTC)
 
 
-def ulb_rows(n: int = 800, seed: int = 11, index_column: bool = False) -> list[dict[str, str]]:
-    """Rows of the ULB creditcard.csv layout: two days of seconds, V1..V28, Amount, Class (about 5 % fraud)."""
+def ulb_rows(n: int = 800, seed: int = 11, index_column: bool = False, days: int = 2) -> list[dict[str, str]]:
+    """Rows of the ULB creditcard.csv layout: ``days`` days of seconds (2 in the real file), V1..V28, Amount, Class."""
     rng = np.random.default_rng(seed)
-    seconds = np.sort(rng.integers(0, 172_792, size=n))
+    seconds = np.sort(rng.integers(0, days * 86_400 - 8, size=n))
     seconds[3] = seconds[2]  # same-second transactions
     rows = []
     for i, second in enumerate(seconds):
