@@ -902,18 +902,37 @@ def demo(
         typer.Option(
             "--live-day/--no-live-day",
             help="Once serving, send the world's next day through /score_batch as live traffic (no labels), "
-            "so the UI's Alerts tab has a queue to work.",
+            "so the UI's Alerts tab has a queue to work (simulator only).",
         ),
     ] = True,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Run the lifecycle on this CSV or Parquet file instead of the simulator's world."),
+    ] = None,
+    profile: Annotated[
+        str, typer.Option(help="Dataset profile of --data: auto (from the header), a shipped name or a YAML file.")
+    ] = "auto",
 ) -> None:
-    """The main job: simulate -> ingest -> validate -> features -> train -> register -> promote -> build -> serve."""
+    """The main job: simulate -> ingest -> validate -> features -> train -> register -> promote -> build -> serve.
+
+    With --data, your file replaces the simulator (read with its dataset profile, see `fraudops profile list`);
+    unless FRAUDOPS_HOME is set, it gets a home of its own (<home>/datasets/<profile>), so it never mixes
+    with the simulator's lake.
+    """
+    chosen = None
+    if data is not None:
+        chosen = _demo_profile(data, profile)
     settings = _settings()
     from flows.pipeline import pipeline_flow
 
     first = _date(start, "--start")
     assert first is not None
     started = time.perf_counter()
-    out = pipeline_flow(customers, terminals, days, first, seed)
+    if chosen is not None:
+        console.print(f"dataset {data} read with the {chosen} profile; home {settings.home_dir}")
+        live_day = False
+    with _reported("demo failed", ValueError):
+        out = pipeline_flow(customers, terminals, days, first, seed, str(data) if data else None, profile)
     elapsed = time.perf_counter() - started
     ingest_, train_, pkg = out["ingest"], out["train"], out["package"]
     table = Table(title=f"fraudops demo ({elapsed:.0f} s)", show_header=False)
@@ -951,6 +970,21 @@ def demo(
     if serve_after:
         replay = (lambda base: _send_live_day(base, customers, terminals, first, days, seed)) if live_day else None
         _serve(pkg["bento_tag"], host or settings.host, port or settings.port, when_ready=replay)
+
+
+def _demo_profile(data: Path, profile: str) -> str:
+    """The profile --data is read with (its name); points FRAUDOPS_HOME at a home of its own when unset."""
+    import os
+
+    from data.profiles import ProfileError
+    from data.sources import SourceError, read_table, resolve_profile
+
+    _input_file(data, "--data")
+    with _reported("cannot read --data", SourceError, ProfileError):
+        chosen = resolve_profile(read_table(data).columns, profile).name
+    if "FRAUDOPS_HOME" not in os.environ:
+        os.environ["FRAUDOPS_HOME"] = str(Settings().home_dir / "datasets" / chosen)
+    return chosen
 
 
 def _send_live_day(base: str, customers: int, terminals: int, first: date, days: int, seed: int) -> None:

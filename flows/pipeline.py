@@ -660,11 +660,20 @@ def package_flow() -> dict[str, str]:
 
 @flow(name="pipeline", log_prints=True)
 def pipeline_flow(
-    customers: int = 1_000, terminals: int = 2_000, days: int = 120, start: date = DEMO_START, seed: int = 42
+    customers: int = 1_000,
+    terminals: int = 2_000,
+    days: int = 120,
+    start: date = DEMO_START,
+    seed: int = 42,
+    data: str | None = None,
+    profile: str = AUTO,
 ) -> dict[str, Any]:
-    """The demo lifecycle: simulate -> ingest -> train -> promote -> package."""
-    source = simulate_flow(customers, terminals, days, start, seed)
-    ingest = ingest_flow(source)
+    """The demo lifecycle: simulate -> ingest -> train -> promote -> package.
+
+    With ``data``, that file (read with ``profile``) replaces the simulator's world.
+    """
+    source = data if data is not None else simulate_flow(customers, terminals, days, start, seed)
+    ingest = ingest_flow(source, profile if data is not None else AUTO)
     training = train_flow(seed=seed)
     promotion = promote_flow()
     package = package_flow()
