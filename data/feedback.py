@@ -18,6 +18,7 @@ reads the labels through :func:`read_feedback`. The alert queue (``GET /alerts``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -43,7 +44,8 @@ SCHEMA = (
         decision TEXT NOT NULL,
         model_version TEXT NOT NULL,
         reasons TEXT NOT NULL,
-        scored_at TEXT NOT NULL
+        scored_at TEXT NOT NULL,
+        attributes TEXT
     )
     """,
     "CREATE INDEX IF NOT EXISTS scored_by_time ON scored (tx_datetime)",
@@ -67,7 +69,7 @@ LEGACY_TABLE = "feedback"
 
 SCORED_INSERT = (
     "INSERT OR IGNORE INTO scored (transaction_id, tx_datetime, customer_id, terminal_id, amount, score, decision,"
-    " model_version, reasons, scored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " model_version, reasons, scored_at, attributes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 LABEL_INSERT = (
     "INSERT INTO labels (transaction_id, is_fraud, label_time, source, reviewer, note, model_version, known_to_state)"
@@ -179,7 +181,15 @@ class FeedbackLog:
         return db
 
     def _migrate(self, db: sqlite3.Connection) -> None:
-        """Move the rows of an earlier version's ``feedback`` table into ``labels`` (source feedback), once."""
+        """Bring an earlier version's log up to date, once.
+
+        ``scored`` gains its ``attributes`` column (null for the rows before); the rows of the ``feedback``
+        table move into ``labels`` (source feedback).
+        """
+        columns = {row[1] for row in db.execute("PRAGMA table_info(scored)")}
+        if "attributes" not in columns:
+            with contextlib.suppress(sqlite3.OperationalError):  # another worker added it first
+                db.execute("ALTER TABLE scored ADD COLUMN attributes TEXT")
         legacy = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
         if db.execute(legacy, (LEGACY_TABLE,)).fetchone() is None:
             return
@@ -206,17 +216,23 @@ class FeedbackLog:
         decisions: Sequence[str],
         model_version: str,
         reasons: Sequence[str],
+        attributes: Sequence[str | None] | None = None,
     ) -> None:
         """Record scored transactions (columns aligned; ``times`` ISO UTC, ``reasons`` JSON) in one transaction.
 
-        A transaction id already in the log keeps its first row (a repeat is not a new row).
+        ``attributes``: per row, a JSON object of the request's other columns (``attr_*`` as the lake keeps
+        them: a dataset profile's feature inputs), or None. A transaction id already in the log keeps its
+        first row (a repeat is not a new row).
         """
         if not ids:
             return
         now = _iso(utc_now())
         db = self._db()
         versions, stamps = [model_version] * len(ids), [now] * len(ids)
-        rows = zip(ids, times, customers, terminals, amounts, scores, decisions, versions, reasons, stamps, strict=True)
+        extra = attributes if attributes is not None else [None] * len(ids)
+        rows = zip(
+            ids, times, customers, terminals, amounts, scores, decisions, versions, reasons, stamps, extra, strict=True
+        )
         with db:  # commits on success, rolls back on error
             if len(ids) == 1:
                 db.execute(SCORED_INSERT, next(rows))
@@ -400,10 +416,21 @@ def read_scored(path: Path) -> pl.DataFrame:
     Columns ``transaction_id, tx_datetime (Datetime us UTC), customer_id, terminal_id, amount, score,
     model_version``; ``path`` is the service's log (``Settings.feedback_path``).
     """
-    names = list(SCORED_SCHEMA)
+    names = [*SCORED_SCHEMA, "attributes"]
     rows = _rows(path, f"SELECT {', '.join(names)} FROM scored ORDER BY rowid")
-    text = {**SCORED_SCHEMA, "tx_datetime": pl.String()}
-    return pl.DataFrame(_frame(rows, names), schema=text).with_columns(_utc_times("tx_datetime"))
+    text = {**SCORED_SCHEMA, "tx_datetime": pl.String(), "attributes": pl.String()}
+    frame = pl.DataFrame(_frame(rows, names), schema=text).with_columns(_utc_times("tx_datetime"))
+    return _with_attributes(frame)
+
+
+def _with_attributes(frame: pl.DataFrame) -> pl.DataFrame:
+    """``attributes`` (JSON objects) spread into their ``attr_*`` text columns (none when no row has any)."""
+    known = frame.filter(pl.col("attributes").is_not_null())["attributes"]
+    if known.is_empty():
+        return frame.drop("attributes")
+    names = sorted({k for text in known.to_list() for k in json.loads(text)})
+    decoded = frame["attributes"].str.json_decode(pl.Struct({n: pl.String() for n in names}))
+    return frame.drop("attributes").hstack(decoded.struct.unnest())
 
 
 def read_label_events(path: Path) -> pl.DataFrame:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter,
 
 from data.contract import MAX_PLAUSIBLE_AMOUNT, TransactionIn
 from data.profiles import Profile, feature_name, has_own_layout
-from data.sources import PARSE_ERRORS, to_canonical_frame
+from data.sources import ATTRIBUTE_PREFIX, PARSE_ERRORS, to_canonical_frame
 from features.definitions import FeatureSpec, row_features
 from service.schemas import describe_validation_error
 
@@ -181,6 +181,13 @@ class ProfiledRequests:
         fields = self.model.model_fields.values()
         required = tuple(f.alias for f in fields if f.alias and f.is_required())
         return required, tuple(f.alias for f in fields if f.alias and not f.is_required())
+
+    def attributes(self, mapped: pl.DataFrame) -> list[str]:
+        """Per mapped request, its ``attr_*`` columns as a JSON object (what the service log keeps for the lake)."""
+        names = [c for c in mapped.columns if c.startswith(ATTRIBUTE_PREFIX)]
+        if not names:
+            return ["{}"] * mapped.height
+        return mapped.select(pl.struct(names).struct.json_encode()).to_series().to_list()
 
     def row_features(self, mapped: pl.DataFrame) -> np.ndarray:
         """The row features of mapped requests (``spec.row_names`` columns)."""

@@ -127,6 +127,7 @@ def record_batch(batch: ScoredBatch, salt: str, monitor_dir: Path, log: Feedback
             frame["decision"].to_list(),
             frame["model_version"][0],
             reasons.to_list(),
+            txs.attributes,
         )
     customers = pl.Series(txs.customer_id, dtype=pl.String)
     distinct = customers.unique()

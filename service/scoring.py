@@ -43,6 +43,8 @@ class Transactions:
     amount: np.ndarray  # float64
     #: Row features (``spec.row_names`` columns) of a dataset profile's extra columns; None without any.
     row_features: np.ndarray | None = None
+    #: Per row, the request's other columns as the lake keeps them (a JSON object of ``attr_*`` text).
+    attributes: list[str] | None = None
 
     @classmethod
     def of(cls, txs: list[TransactionIn]) -> Transactions:
@@ -68,6 +70,7 @@ class Transactions:
             self.t_us[keep],
             self.amount[keep],
             None if self.row_features is None else self.row_features[keep],
+            None if self.attributes is None else [self.attributes[i] for i in picks],
         )
 
     def when(self, i: int) -> datetime:
@@ -446,6 +449,7 @@ class Scorer:
             np.fromiter((to_epoch_us(r["tx_datetime"]) for r in rows), dtype=np.int64, count=len(rows)),
             np.fromiter((r["amount"] for r in rows), dtype=np.float64, count=len(rows)),
             self.requests.row_features(mapped) if rows else np.empty((0, len(self.spec.row_names))),
+            self.requests.attributes(mapped) if rows else [],
         )
         return txs, at, errors
 

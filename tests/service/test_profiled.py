@@ -138,3 +138,66 @@ def test_an_upload_in_the_layout_is_read_with_its_columns(served: Served, tmp_pa
     pl.DataFrame(served.requests[:5]).drop(required[0]).write_csv(path)
     with pytest.raises(UploadError, match=f"lacks column\\(s\\) {required[0]}"):
         read_upload(path, 100, "batch.csv", *served.scorer.upload_columns)
+
+
+def test_the_service_log_keeps_the_layouts_columns_for_the_lake(served: Served, tmp_path: Path) -> None:
+    """What the service scored in a profile's layout reaches the lake with its feature inputs (nothing lost)."""
+    from data.drain import drain_service_log
+    from data.feedback import FeedbackLog
+    from data.lake import Lake
+    from features.definitions import row_features
+    from service.recording import RecordingScorer
+
+    log = FeedbackLog(tmp_path / "service-log.sqlite")
+    recording = RecordingScorer(served.scorer, "salt", tmp_path / "monitoring", log=log)
+    sent = [r | ({"trans_num": f"logged-{i}"} if "trans_num" in r else {}) for i, r in enumerate(served.requests[:8])]
+    batch = recording.score_batch(sent)
+    assert not batch.errors
+    lake = Lake(tmp_path / "home")
+    counts = drain_service_log(lake, log.path)
+    assert counts["scored_landed"] == 8
+    landed = lake.read_transactions()
+    spec = served.scorer.spec
+    assert set(spec.row_inputs) <= set(landed.columns)
+    # The row features the next training computes from the lake are those the service scored with.
+    ids = batch.frame["transaction_id"].to_list()
+    from_lake = row_features(landed.filter(pl.col("transaction_id").is_in(ids)).sort("transaction_id"), spec)
+    from_requests = row_features(
+        to_canonical_frame(pl.DataFrame(sent).cast(pl.String), served.profile).sort("transaction_id"), spec
+    )
+    assert from_lake.equals(from_requests)
+
+
+def test_a_service_log_of_an_earlier_version_gains_the_attributes_column(tmp_path: Path) -> None:
+    import sqlite3
+
+    from data.feedback import FeedbackLog, read_scored
+
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE scored (transaction_id TEXT PRIMARY KEY, tx_datetime TEXT NOT NULL,"
+            " customer_id TEXT NOT NULL, terminal_id TEXT NOT NULL, amount REAL NOT NULL, score REAL NOT NULL,"
+            " decision TEXT NOT NULL,"
+            " model_version TEXT NOT NULL, reasons TEXT NOT NULL, scored_at TEXT NOT NULL)"
+        )
+        db.execute(
+            "INSERT INTO scored VALUES ('old-1', '2026-01-01T00:00:00+00:00', 'c', 't', 1.0, 0.1, 'approve', '1', '[]',"
+            " '2026-01-01T00:00:01+00:00')"
+        )
+    log = FeedbackLog(path)
+    log.record_scored(
+        ["new-1"],
+        ["2026-01-02T00:00:00+00:00"],
+        ["c"],
+        ["t"],
+        [2.0],
+        [0.2],
+        ["approve"],
+        "2",
+        ["[]"],
+        ['{"attr_v1": "0.5"}'],
+    )
+    scored = read_scored(path)
+    assert scored["transaction_id"].to_list() == ["old-1", "new-1"]
+    assert scored["attr_v1"].to_list() == [None, "0.5"]
