@@ -131,13 +131,28 @@ class SplitDays(_Strict):
     """How a dataset is split for training when the command line does not say (train | valid | test by time).
 
     ``end``: the last day of data to train and test on (a file whose newest days hold one class only);
-    ``label_delay_days``: when this dataset's own labels are known (FRAUDOPS_LABEL_DELAY_DAYS wins when set).
+    ``label_delay_days``: when this dataset's own labels are known (FRAUDOPS_LABEL_DELAY_DAYS wins when set);
+    ``valid_hours``/``test_hours``: hourly windows instead of days, for a dataset of a few days (ULB's two).
     """
 
     valid_days: int = Field(7, ge=1, le=365)
     test_days: int = Field(7, ge=1, le=365)
     label_delay_days: int | None = Field(None, ge=0, le=60)
     end: date | None = None
+    #: Hourly windows for data of a few days (both set: they replace the day windows).
+    valid_hours: int | None = Field(None, ge=1, le=24 * 30)
+    test_hours: int | None = Field(None, ge=1, le=24 * 30)
+
+    @model_validator(mode="after")
+    def _both_hours(self) -> SplitDays:
+        if (self.valid_hours is None) != (self.test_hours is None):
+            raise ValueError("valid_hours and test_hours go together")
+        return self
+
+    @property
+    def hourly(self) -> bool:
+        """Whether the split is in hours (``valid_hours``/``test_hours``) rather than days."""
+        return self.valid_hours is not None
 
 
 class Profile(_Strict):

@@ -943,13 +943,13 @@ def demo(
             f"duplicates {ingest_['duplicates']:,}, rejected {ingest_['rejected']:,}"
         ),
     )
-    table.add_row(
-        "split",
-        (
-            f"train {train_['split']['train_start']}..{train_['split']['train_end']}, "
-            f"test {train_['split']['test_start']}..{train_['split']['test_end']}"
-        ),
-    )
+    split = train_["split"]
+    if "train_from" in split:  # an hourly split (a dataset of a few days)
+        h = {k: v[:16].replace("T", " ") for k, v in split.items() if k.endswith(("_from", "_until"))}
+        windows = f"train {h['train_from']}..{h['train_until']}, test {h['test_from']}..{h['test_until']} (UTC)"
+    else:
+        windows = f"train {split['train_start']}..{split['train_end']}, test {split['test_start']}..{split['test_end']}"
+    table.add_row("split", windows)
     m, b = train_["metrics"], train_["baseline_metrics"]
     table.add_row(
         "test metrics",

@@ -389,12 +389,27 @@ def read_training_data(
 
 
 def training_split(
-    features: pl.DataFrame, lake: Lake, pinned: LakeSnapshot, spec: FeatureSpec, valid_days: int, test_days: int
+    features: pl.DataFrame,
+    lake: Lake,
+    pinned: LakeSnapshot,
+    spec: FeatureSpec,
+    valid_days: int,
+    test_days: int,
+    hours: tuple[int, int] | None = None,
 ) -> TimeSplit:
-    """Train | gap | valid | gap | test, the test ending a label delay before the lake's newest day (at ``pinned``)."""
+    """Train | gap | valid | gap | test, the test ending a label delay before the lake's newest day (at ``pinned``).
+
+    ``hours`` (valid, test): an hourly split instead (a dataset of a few days), ending a label delay before
+    the newest transaction.
+    """
+    newest_time = lake.newest_time(pinned.transactions)
+    assert newest_time is not None
+    if hours is not None:
+        times = features["tx_datetime"]
+        until = min(times.max(), newest_time - timedelta(days=spec.label_delay_days))  # type: ignore[type-var]
+        return TimeSplit.ending_at_hours(until, times.min(), spec.label_delay_days * 24, *hours)  # type: ignore[arg-type]
     days = features["tx_datetime"].dt.date()
-    newest = lake.newest_time(pinned.transactions).date()  # type: ignore[union-attr]
-    labelled_until = min(days.max(), newest - timedelta(days=spec.label_delay_days))  # type: ignore[type-var]
+    labelled_until = min(days.max(), newest_time.date() - timedelta(days=spec.label_delay_days))  # type: ignore[type-var]
     return TimeSplit.ending_at(labelled_until, days.min(), spec.label_delay_days, valid_days, test_days)  # type: ignore[arg-type]
 
 
@@ -544,9 +559,13 @@ def train_flow(
         print(f"feature gate: reference bounds of champion v{basis.version}'s training window")  # type: ignore[union-attr]
     gate = feature_gate_task(features, spec, reference, settings.data_docs_dir)
 
-    valid_days = data_profile.split.valid_days if valid_days is None else valid_days
-    test_days = data_profile.split.test_days if test_days is None else test_days
-    split = training_split(features, lake, pinned, spec, valid_days, test_days)
+    hourly = data_profile.split
+    hours = (
+        (hourly.valid_hours, hourly.test_hours) if hourly.hourly and valid_days is None and test_days is None else None
+    )
+    valid_days = hourly.valid_days if valid_days is None else valid_days
+    test_days = hourly.test_days if test_days is None else test_days
+    split = training_split(features, lake, pinned, spec, valid_days, test_days, hours)  # type: ignore[arg-type]
     config = TrainingConfig(seed=seed)
     recipe_source = "default recipe"
     if from_champion and basis is not None and basis.recipe is not None:

@@ -128,6 +128,8 @@ def measure_and_decide(
     transactions = lake.read(window[0] - timedelta(days=history), window[1], as_of=as_of, matured_at=matured_at)
     labels = lake.read_labels(as_of=as_of)
     split = TimeSplit(window[0], window[1], window[0], window[1], *window)
+    if card.split.bounds is not None and window == (card.split.test_start, card.split.test_end):
+        split = card.split  # an hourly split: its test hours exactly, not the whole days they fall on
     frames: dict[FeatureSpec, pl.DataFrame] = {}
 
     def score(model: RegisteredModel, model_card: ModelCard) -> ModelScore:

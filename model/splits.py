@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from datetime import date, timedelta
+from dataclasses import dataclass, fields
+from datetime import date, datetime, timedelta
 
 import polars as pl
 
@@ -22,6 +22,40 @@ class TimeSplit:
     valid_end: date
     test_start: date
     test_end: date
+    #: Exact ``[start, end)`` event-time bounds of train, valid and test, for a split finer than days (a
+    #: dataset of a few days, as ULB's two); the dates above are then the days those bounds fall on.
+    bounds: tuple[tuple[datetime, datetime], tuple[datetime, datetime], tuple[datetime, datetime]] | None = None
+
+    @classmethod
+    def ending_at_hours(
+        cls, last_time: datetime, first_time: datetime, delay_hours: int, valid_hours: int, test_hours: int
+    ) -> TimeSplit:
+        """An hourly split, for data of a few days: ``[start, end)`` bounds in event time.
+
+        The test window is the ``test_hours`` up to ``last_time`` (included), then ``delay_hours`` of gap,
+        ``valid_hours`` of validation, the gap again, and training from ``first_time``.
+        """
+        end = last_time + timedelta(microseconds=1)
+        test = (end - timedelta(hours=test_hours), end)
+        valid_end = test[0] - timedelta(hours=delay_hours)
+        valid = (valid_end - timedelta(hours=valid_hours), valid_end)
+        train = (first_time, valid[0] - timedelta(hours=delay_hours))
+        if train[1] <= first_time:
+            raise ValueError(
+                f"not enough history: an hourly split with delay {delay_hours}h, valid {valid_hours}h and test "
+                f"{test_hours}h needs more than {(end - train[1]).total_seconds() / 3600:.0f} hours, data covers "
+                f"{first_time:%Y-%m-%d %H:%M}..{last_time:%Y-%m-%d %H:%M}"
+            )
+        last = timedelta(microseconds=1)
+        return cls(
+            train[0].date(),
+            (train[1] - last).date(),
+            valid[0].date(),
+            (valid[1] - last).date(),
+            test[0].date(),
+            (test[1] - last).date(),
+            (train, valid, test),
+        )
 
     @classmethod
     def ending_at(
@@ -41,11 +75,18 @@ class TimeSplit:
         return cls(first_day, train_end, valid_start, valid_end, test_start, last_day)
 
     def to_dict(self) -> dict[str, str]:
-        """Window boundaries as ISO date strings."""
-        return {k: v.isoformat() for k, v in asdict(self).items()}
+        """Window boundaries as ISO date strings (and, for an hourly split, ``<part>_from``/``<part>_until`` times)."""
+        out = {f.name: getattr(self, f.name).isoformat() for f in fields(self) if f.name != "bounds"}
+        for part, (start, end) in zip(("train", "valid", "test"), self.bounds or (), strict=False):
+            out |= {f"{part}_from": start.isoformat(), f"{part}_until": end.isoformat()}
+        return out
 
     def select(self, frame: pl.DataFrame, part: str) -> pl.DataFrame:
-        """Rows of ``frame`` whose event date falls in ``part`` (train, valid or test)."""
+        """Rows of ``frame`` whose event time falls in ``part`` (train, valid or test) and have a label."""
+        labelled = pl.col("is_fraud").is_not_null()
+        if self.bounds is not None:
+            start, end = self.bounds[("train", "valid", "test").index(part)]
+            return frame.filter((pl.col("tx_datetime") >= start) & (pl.col("tx_datetime") < end) & labelled)
         start, end = getattr(self, f"{part}_start"), getattr(self, f"{part}_end")
         day = pl.col("tx_datetime").dt.date()
-        return frame.filter((day >= start) & (day <= end) & pl.col("is_fraud").is_not_null())
+        return frame.filter((day >= start) & (day <= end) & labelled)

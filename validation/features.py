@@ -219,7 +219,31 @@ def feature_expectations(
 
     e = gx.expectations
     suite: list[tuple[Any, str]] = []
-    for name in spec.feature_names:
+    # Row features of a dataset profile may be missing (NaN: unknown to the model, as XGBoost reads it);
+    # their ranges where they have one. Numeric passthrough columns have none (PCA components are signed).
+    vocabularies = {f"{name}_code": len(vocabulary) for name, vocabulary in spec.categorical}
+    for name, size in vocabularies.items():
+        suite.append(
+            (
+                e.ExpectColumnValuesToBeBetween(column=name, min_value=-1, max_value=size - 1),
+                f"{name}: not a position in its vocabulary (or -1)",
+            )
+        )
+    if spec.age_from:
+        suite.append(
+            (
+                e.ExpectColumnValuesToBeBetween(column="age_years", min_value=0, max_value=130),
+                "age_years: outside [0, 130]",
+            )
+        )
+    if spec.distance_from:
+        suite.append(
+            (
+                e.ExpectColumnValuesToBeBetween(column="distance_km", min_value=0, max_value=20_040),
+                "distance_km: outside [0, half the Earth's circumference]",
+            )
+        )
+    for name in spec.window_names:
         suite.append((e.ExpectColumnValuesToNotBeNull(column=name), f"{name}: null values"))
         if "risk" in name or name in {"tx_during_weekend", "tx_during_night"}:
             suite.append(
