@@ -227,3 +227,7 @@ class ModelSummary(BaseModel):
     feature_set: str
     features: list[str]
     online_state_transactions: int
+    dataset_profile: str | None = Field(None, description="The training data's dataset profile (data/profiles.py).")
+    request_columns: list[str] | None = Field(
+        None, description="The profile's columns /score takes, when the model is served in its layout (else null)."
+    )

@@ -560,6 +560,8 @@ class Scorer:
             "feature_set": self.spec.feature_set,
             "features": self.feature_names,
             "online_state_transactions": self.state_size(),
+            "dataset_profile": self.profile.name if self.profile is not None else None,
+            "request_columns": list(self.profile.request_columns) if self.requests is not None else None,  # type: ignore[union-attr]
         }
 
     @property

@@ -149,7 +149,11 @@ def test_the_service_log_keeps_the_layouts_columns_for_the_lake(served: Served, 
     from service.recording import RecordingScorer
 
     log = FeedbackLog(tmp_path / "service-log.sqlite")
-    recording = RecordingScorer(served.scorer, "salt", tmp_path / "monitoring", log=log)
+    from config.settings import Settings
+
+    # The session's monitor directory: BentoML keeps one monitor per name for the process, so another
+    # directory here would take the other tests' prediction log with it.
+    recording = RecordingScorer(served.scorer, "salt", Settings().monitor_path, log=log)
     sent = [r | ({"trans_num": f"logged-{i}"} if "trans_num" in r else {}) for i, r in enumerate(served.requests[:8])]
     batch = recording.score_batch(sent)
     assert not batch.errors
