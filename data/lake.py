@@ -202,6 +202,25 @@ class Lake:
             return None
         return parse_profile(self.profile_path)
 
+    def check_profile(self, profile: Profile) -> None:
+        """Raise ValueError when the lake holds data whose features ``profile`` does not give (nothing written)."""
+        recorded = self._recorded_or_implied()
+        if recorded is not None and not recorded.feature_compatible(profile):
+            raise ValueError(
+                f"this lake holds {recorded.name!r} data; {profile.name!r} rows have other features or keys "
+                f"(keys {profile.families}, extra features {list(profile.numeric_features)}"
+                f"{[n for n, _ in profile.categorical_features]}): use another FRAUDOPS_HOME for them"
+            )
+
+    def _recorded_or_implied(self) -> Profile | None:
+        """The recorded profile; ``canonical`` for a lake with transactions from before profiles existed."""
+        recorded = self.profile()
+        if recorded is None and self._exists(TRANSACTIONS):
+            from data.profiles import load_profile
+
+            return load_profile("canonical")
+        return recorded
+
     def record_profile(self, profile: Profile) -> Profile:
         """Record the profile of data about to land; refuse one whose features differ from the recorded one.
 
@@ -209,18 +228,12 @@ class Lake:
         and ``canonical``) share a lake; the first recorded stays, unless the new one is an edit of it
         (the same name). Returns the recorded profile.
         """
-        recorded = self.profile()
-        if recorded is None or (
-            recorded.name == profile.name and recorded != profile and recorded.feature_compatible(profile)
-        ):
+        self.check_profile(profile)
+        recorded = self._recorded_or_implied()
+        if self.profile() is None or (recorded is not None and recorded.name == profile.name and recorded != profile):
             write_atomic(self.profile_path, lambda fh: fh.write(profile.to_yaml().encode()))
             return profile
-        if not recorded.feature_compatible(profile):
-            raise ValueError(
-                f"this lake holds {recorded.name!r} data; {profile.name!r} rows have other features "
-                f"(keys {profile.families}, extra features {list(profile.numeric_features)}"
-                f"{[n for n, _ in profile.categorical_features]}): use another FRAUDOPS_HOME for them"
-            )
+        assert recorded is not None
         return recorded
 
     def _path(self, table: str) -> Path:

@@ -39,6 +39,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
 #: Columns a CSV writer adds as a row index (pandas ``to_csv``); never data.
 INDEX_COLUMNS = frozenset({"", "Unnamed: 0", "index"})
+#: Names of the time and window features an extra column must not take (``features.definitions``).
+FEATURE_NAME_STEMS = ("tx_amount", "tx_during_weekend", "tx_during_night")
 #: Vocabulary size ``profile infer`` proposes for a categorical column at most.
 MAX_VOCABULARY = 50
 
@@ -181,7 +183,17 @@ class Profile(_Strict):
 
     @model_validator(mode="after")
     def _distinct_features(self) -> Profile:
-        names = [*self.numeric_features, *self.categorical_features]
+        roles = {self.event_time.column, self.amount, self.label, self.scenario, self.transaction_id.column}
+        for key in (self.customer, self.terminal):
+            roles |= {key.column} if key and key.column else set()
+        taken = sorted(roles.intersection([*self.numeric, *self.categorical]) - {None})  # type: ignore[type-var]
+        if taken:
+            raise ValueError(f"{taken} already have a role (id, time, key, amount, label): not also an extra feature")
+        reserved = set(FEATURE_NAME_STEMS)
+        clash = sorted(n for n in self.numeric_features if n in reserved or n.startswith(("customer_", "terminal_")))
+        if clash:
+            raise ValueError(f"extra features {clash} would have the name of a window feature: rename the column")
+        names = [*self.numeric_features, *(n for n, _ in self.categorical_features)]
         if len(set(names)) != len(names):
             raise ValueError(f"two extra features have the same name: {sorted(names)}")
         if self.customer is None and self.terminal is None and not names:
@@ -243,12 +255,18 @@ class Profile(_Strict):
         return hashlib.sha256(self.to_yaml().encode()).hexdigest()[:12]
 
     def feature_compatible(self, other: Profile) -> bool:
-        """Whether data of both profiles can share a lake and a model (the same features)."""
-        return (self.families, self.numeric_features, self.categorical_features) == (
-            other.families,
-            other.numeric_features,
-            other.categorical_features,
-        )
+        """Whether data of both profiles can share a lake and a model: the same features and the same keys.
+
+        The same extra columns read the same way (a date-of-birth format, a vocabulary) and keys built
+        from the same columns, so one card holder is one customer whichever file brought the row.
+        """
+        return self._feature_identity() == other._feature_identity()
+
+    def _feature_identity(self) -> tuple[object, ...]:
+        # A key column's values are the ids themselves whatever its name; a hashed key depends on its columns.
+        keys = tuple(None if k is None else (k.hash_of or "column") for k in (self.customer, self.terminal))
+        derived = self.derived.model_dump(mode="json")
+        return (keys, self.event_time.unit is None, self.numeric, tuple(self.categorical.items()), derived)
 
 
 def feature_name(column: str) -> str:
@@ -359,13 +377,19 @@ def infer_profile(columns: dict[str, list[str]], name: str) -> Profile:
     event_time: dict[str, object] = {"column": time_col}
     sample_time = next((v for v in columns[time_col] if v), "")
     if _is_number(sample_time):
-        event_time |= {"unit": "s", "origin": "2013-09-01T00:00:00Z"}
+        # Large numbers are Unix seconds; small ones count from the file's start (ULB's Time): an origin
+        # the person must check (the ULB profile's is 2013-09-01).
+        epoch = float(sample_time) > 1e8
+        event_time |= {"unit": "s", "origin": "1970-01-01T00:00:00Z" if epoch else "2013-09-01T00:00:00Z"}
     elif fmt := _guess_time_format(sample_time):
         event_time["format"] = fmt
     numeric: list[str] = []
     categorical: dict[str, list[str]] = {}
+    # Never a feature: ground truth and anything else about fraud (it would leak the label), and other
+    # spellings of the event time (seconds, days, unix time).
+    unsafe = ("fraud", "scenario", "label", "class", "time", "date", "unix")
     for c in names:
-        if c in used:
+        if c in used or any(word in lowered[c] for word in unsafe):
             continue
         values = [v for v in columns[c] if v]
         if values and all(_is_number(v) for v in values):
@@ -428,7 +452,8 @@ def source_request(profile: Profile | None, row: dict[str, object], transaction_
 
     The inverse of the ingest's mapping for the request columns: the event time written back in its
     format (or as seconds after the origin), keys and amount from the canonical columns, the other
-    columns from their attributes (numbers as numbers). Without a profile of its own layout (``None``,
+    columns from their attributes (numbers as numbers); ``keep`` columns (names, addresses: not needed to
+    score) are left out. Without a profile of its own layout (``None``,
     ``canonical``, ``handbook``), the product's own request. ``transaction_id`` replaces the row's id
     where the layout has an id column (a derived id follows from the values).
     """
@@ -459,6 +484,8 @@ def source_request(profile: Profile | None, row: dict[str, object], transaction_
             value = row["customer_id"]
         elif profile.terminal is not None and column == profile.terminal.column:
             value = row["terminal_id"]
+        elif column in profile.keep and column not in profile.required_columns:
+            continue  # not needed to score (names, addresses): left out of what a form shows
         else:
             text = row.get("attr_" + feature_name(column))
             value = None if text is None else (float(str(text)) if column in profile.number_columns else text)
@@ -467,7 +494,17 @@ def source_request(profile: Profile | None, row: dict[str, object], transaction_
 
 
 def has_own_layout(profile: Profile) -> bool:
-    """Whether requests of this profile's models use its source columns (extra features, or a key missing)."""
-    return bool(profile.numeric or profile.categorical or profile.derived.columns) or not (
-        profile.customer and profile.terminal
+    """Whether requests of this profile's models use its source columns rather than the canonical record.
+
+    The canonical request fits a profile whose roles are plain columns a client can fill with the same
+    values (``handbook``); any extra feature column, a missing key, a key hashed from several columns, a
+    derived id or a relative time needs the layout itself (a client cannot compute our pseudonyms).
+    """
+    hashed = any(k is not None and k.hash_of for k in (profile.customer, profile.terminal))
+    return (
+        bool(profile.numeric or profile.categorical or profile.derived.columns)
+        or not (profile.customer and profile.terminal)
+        or hashed
+        or profile.transaction_id.derive
+        or profile.event_time.unit is not None
     )

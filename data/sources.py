@@ -139,13 +139,14 @@ def to_canonical_frame(raw: pl.DataFrame, profile: str | Profile = AUTO) -> pl.D
         if key is None:
             exprs[role] = exprs["transaction_id"]
         elif key.column is not None and profile.strip_quotes:
-            exprs[role] = text(key.column).str.replace(r'^"(.*)"$', "$1").str.strip_chars().replace("", None)
+            exprs[role] = _unquoted(text(key.column)).replace("", None)
         elif key.column is not None:
             exprs[role] = text(key.column)
         else:
             empty(key.columns, role.removesuffix("_id") + " key")
-            exprs[role] = _content_hash(profile, key.columns, prefix=f"{profile.name}:")
-    exprs["amount"] = text(profile.amount).cast(pl.Float64, strict=False)
+            # Named by its columns, not the profile: a renamed copy of the profile keys holders the same way.
+            exprs[role] = _content_hash(profile, key.columns, prefix=",".join(key.columns) + ":")
+    exprs["amount"] = _finite(text(profile.amount))
     unparsed(profile.amount, exprs["amount"])
     if profile.label and profile.label in raw.columns:
         exprs["is_fraud"] = text(profile.label).cast(pl.Int8, strict=False)
@@ -153,11 +154,11 @@ def to_canonical_frame(raw: pl.DataFrame, profile: str | Profile = AUTO) -> pl.D
     else:
         exprs["is_fraud"] = pl.lit(None, dtype=pl.Int8)
     for column in profile.numeric:
-        unparsed(column, text(column).cast(pl.Float64, strict=False))
+        unparsed(column, _finite(text(column)))
     if (age := profile.derived.age_from) is not None:
         unparsed(age.column, text(age.column).str.to_date(age.format, strict=False))
     for column in profile.derived.distance_km or ():
-        unparsed(column, text(column).cast(pl.Float64, strict=False))
+        unparsed(column, _finite(text(column)))
     out = [exprs[c].cast(CANONICAL_SCHEMA[c]).alias(c) for c in CANONICAL_SCHEMA]
     out.append(pl.concat_str(problems, separator="; ", ignore_nulls=True).replace("", None).alias(PARSE_ERRORS))
     if profile.scenario and profile.scenario in raw.columns:
@@ -189,13 +190,16 @@ def _content_hash(profile: Profile, columns: tuple[str, ...], prefix: str = "") 
     """A stable id from the columns' values (SHA-256, 32 hex characters; the same values, the same id).
 
     Numbers count as numbers (``1``, ``1.0`` and `` 1.00`` are one value), so a file's row and the same
-    transaction sent as JSON get one id; other values as their stripped text.
+    transaction sent as JSON get one id; other values as their stripped text (without the surrounding
+    quotes a profile's ``strip_quotes`` removes).
     """
 
     def value(column: str) -> pl.Expr:
         text = pl.col(column).cast(pl.String).str.strip_chars()
         if column in profile.number_columns:
             text = text.cast(pl.Float64, strict=False).cast(pl.String).fill_null(text)
+        elif profile.strip_quotes:
+            text = _unquoted(text)
         return text.fill_null("")
 
     joined = pl.concat_str([value(c) for c in columns], separator="\x1f")
@@ -204,11 +208,28 @@ def _content_hash(profile: Profile, columns: tuple[str, ...], prefix: str = "") 
     )
 
 
+def _finite(text: pl.Expr) -> pl.Expr:
+    """A number from text; null when it does not parse or is not finite (``inf``, ``nan``, ``1e999``)."""
+    number = text.cast(pl.Float64, strict=False)
+    return pl.when(number.is_finite()).then(number)
+
+
+def _unquoted(text: pl.Expr) -> pl.Expr:
+    """Text without one pair of surrounding double quotes (an export that quoted its text twice)."""
+    return text.str.replace(r'^"(.*)"$', "$1").str.strip_chars()
+
+
+#: The largest offset a relative event time may have (about 290 years in microseconds fit an int64).
+_MAX_OFFSET_S = 100 * 366 * 86_400
+
+
 def _event_time(col: pl.Expr, dtype: pl.DataType | None, profile: Profile) -> pl.Expr:
     role = profile.event_time
     if role.unit is not None and role.origin is not None:
         scale = 1_000_000 if role.unit == "s" else 1_000
-        offset = (col.cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False) * scale).round().cast(pl.Int64)
+        number = _finite(col.cast(pl.String).str.strip_chars())
+        in_range = number.abs() <= _MAX_OFFSET_S * (1 if role.unit == "s" else 1_000)
+        offset = pl.when(in_range).then(number * scale).round().cast(pl.Int64, strict=False)
         origin = role.origin if role.origin.tzinfo else role.origin.replace(tzinfo=UTC)
         return pl.lit(origin).dt.convert_time_zone("UTC").cast(CANONICAL_SCHEMA["tx_datetime"]) + pl.duration(
             microseconds=offset

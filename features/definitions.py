@@ -83,6 +83,8 @@ class FeatureSpec:
     #: Window families (off when the dataset profile has no such key).
     customer_windows: bool = True
     terminal_windows: bool = True
+    #: Weekend and night flags: off when event times count from an assumed origin (their weekday is made up).
+    time_flags: bool = True
     #: Row features from the profile (see :func:`row_feature_frame`): numeric attributes by feature name,
     #: (name, vocabulary) of categorical ones, the date of birth (name, format) for ``age_years`` and
     #: holder and merchant coordinates (lat, long, lat, long) for ``distance_km``.
@@ -102,6 +104,7 @@ class FeatureSpec:
         return cls(
             customer_windows=profile.customer is not None,
             terminal_windows=profile.terminal is not None,
+            time_flags=profile.event_time.unit is None,
             numeric=tuple(feature_name(c) for c in profile.numeric),
             categorical=tuple((feature_name(c), tuple(v)) for c, v in profile.categorical.items()),
             age_from=(feature_name(age.column), age.format) if age else None,
@@ -152,6 +155,8 @@ class FeatureSpec:
         return [n for n in self.all_window_names if self._family_applies(n)]
 
     def _family_applies(self, name: str) -> bool:
+        if name in ("tx_during_weekend", "tx_during_night"):
+            return self.time_flags
         uses_customer = name.startswith("customer")
         uses_terminal = name.startswith("terminal") or name.startswith("customer_terminal")
         return (self.customer_windows or not uses_customer) and (self.terminal_windows or not uses_terminal)
@@ -185,7 +190,9 @@ class FeatureSpec:
 
     @property
     def history_days(self) -> int:
-        """How much history an online state must keep to compute every feature."""
+        """How much history an online state must keep to compute every feature (0 without window families)."""
+        if not (self.customer_windows or self.terminal_windows):
+            return 0
         return max(self.windows_days) + self.label_delay_days
 
     def to_dict(self) -> dict[str, object]:
@@ -197,6 +204,7 @@ class FeatureSpec:
             "feature_set": self.feature_set,
             "customer_windows": self.customer_windows,
             "terminal_windows": self.terminal_windows,
+            "time_flags": self.time_flags,
             "numeric": list(self.numeric),
             "categorical": [[name, list(vocabulary)] for name, vocabulary in self.categorical],
             "age_from": list(self.age_from) if self.age_from else None,
@@ -215,6 +223,7 @@ class FeatureSpec:
             # Cards written before dataset profiles: both families, no row features.
             customer_windows=bool(data.get("customer_windows", True)),
             terminal_windows=bool(data.get("terminal_windows", True)),
+            time_flags=bool(data.get("time_flags", True)),
             numeric=tuple(str(n) for n in data.get("numeric") or ()),  # type: ignore[union-attr]
             categorical=tuple(
                 (str(n), tuple(str(v) for v in vocab))
@@ -448,7 +457,10 @@ def row_features(frame: pl.DataFrame, spec: FeatureSpec) -> pl.DataFrame:
             .fill_null(-1.0)
             .alias(f"{name}_code")
         )
-    return frame.select([e.cast(pl.Float64).fill_nan(None).fill_null(float("nan")) for e in exprs])
+    finite = [e.cast(pl.Float64) for e in exprs]
+    return frame.select(
+        [pl.when(e.is_finite()).then(e).otherwise(float("nan")).alias(e.meta.output_name()) for e in finite]
+    )
 
 
 class _KnownFrauds:
@@ -618,7 +630,7 @@ def online_features(
         n, frauds = store.terminal_window(terminal_id, t_us - KNOWN_RISK_DAYS * US_PER_DAY, t_us - 1, t_us)
         row.append(frauds / n if n else 0.0)
     values = np.asarray(row, dtype=np.float64)
-    if not (spec.customer_windows and spec.terminal_windows):
+    if not (spec.customer_windows and spec.terminal_windows and spec.time_flags):
         values = values[spec.window_index]
     return values
 

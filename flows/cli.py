@@ -480,14 +480,26 @@ def lake_migrate(
 @app.command()
 def train(
     start: Annotated[str | None, typer.Option(help="First day of data to use (default: all).")] = None,
-    end: Annotated[str | None, typer.Option(help="Last day of data to use (default: newest).")] = None,
+    end: Annotated[
+        str | None, typer.Option(help="Last day of data to use (default: the data profile's split end, else newest).")
+    ] = None,
     label_delay: Annotated[
-        int | None, typer.Option(min=0, max=60, help="Label delay in days (default FRAUDOPS_LABEL_DELAY_DAYS).")
+        int | None,
+        typer.Option(
+            min=0,
+            max=60,
+            help="Label delay in days (default FRAUDOPS_LABEL_DELAY_DAYS if set, else the data profile's, else 7).",
+        ),
     ] = None,
     seed: Seed = 42,
     valid_days: Annotated[
         int | None,
-        typer.Option(min=1, max=365, help="Days of the validation window (default: the data profile's, else 7)."),
+        typer.Option(
+            min=1,
+            max=365,
+            help="Days of the validation window (default: the data profile's, else 7; a profile with hourly "
+            "windows, as ulb-creditcard, uses its hours unless days are given).",
+        ),
     ] = None,
     test_days: Annotated[
         int | None, typer.Option(min=1, max=365, help="Days of the test window (default: the data profile's, else 7).")

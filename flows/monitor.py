@@ -90,6 +90,9 @@ def monitor_flow(
         return frame.with_columns(score=pl.Series(predict(booster, matrix(frame, spec)), dtype=pl.Float64))
 
     reference = window(min(ref_from, ref_end), ref_end, ref_start)
+    if card.split.bounds is not None:  # an hourly split: its training hours, not the whole days they fall on
+        train_from, train_until = card.split.bounds[0]
+        reference = reference.filter(pl.col("tx_datetime").is_between(train_from, train_until, closed="left"))
     current = window(cur_start, newest, cur_start - timedelta(days=spec.history_days))
     report = drift_report(
         reference,

@@ -260,7 +260,7 @@ def ingest_flow(source: str, profile: str = AUTO) -> dict[str, Any]:
         except ProfileError as exc:
             raise SourceError(str(exc)) from None
         lake = Lake(settings.home_dir, label_delay(settings, chosen))
-        lake.record_profile(chosen)
+        lake.check_profile(chosen)  # before anything lands; recorded once the file mapped through it
         summary = _ingest_transactions(lake, path, raw, chosen, f"{path.stem}-{digest}", settings.data_docs_dir)
     if summary.read != summary.accepted + summary.duplicates + summary.rejected:
         raise RuntimeError(f"row accounting does not balance: {summary}")
@@ -289,6 +289,7 @@ def _ingest_transactions(
 ) -> IngestSummary:
     """A transaction file: map through its profile, raw GX suite, land (with its labels), quarantine."""
     mapped = to_canonical_frame(raw, profile)
+    lake.record_profile(profile)
     # Repeated ids inside the file: the first occurrence competes, later ones are duplicates.
     repeat = pl.col("transaction_id").is_not_null() & ~pl.col("transaction_id").is_first_distinct()
     in_file_duplicates = mapped.filter(repeat).height
@@ -534,7 +535,7 @@ def train_flow(
     delay = label_delay(settings, data_profile) if label_delay_days is None else label_delay_days
     lake = Lake(settings.home_dir, delay)
     spec = FeatureSpec.for_profile(data_profile, label_delay_days=delay)
-    if start is None and end is None and data_profile.split.end is not None:
+    if end is None and data_profile.split.end is not None:
         end = data_profile.split.end
         print(f"training on data up to {end} (the {data_profile.name} profile's split end)")
     pinned = LakeSnapshot.parse(snapshot) if snapshot is not None else LakeSnapshot.now(lake)

@@ -92,12 +92,24 @@ class ModelCard(BaseModel):
         """Tags set on the registered version: threshold, windows, label delay, test metrics."""
         split = self.split
         policy = self.threshold_policy.kind if self.threshold_policy else "unknown"
-        return {
-            "threshold": f"{self.threshold:.6f}",
-            "threshold_policy": policy,
+        windows = {
             "data_window": f"{split.train_start}..{split.test_end}",
             "train_window": f"{split.train_start}..{split.train_end}",
             "test_window": f"{split.test_start}..{split.test_end}",
+        }
+        if split.bounds is not None:  # an hourly split: [from, until) in UTC, to the minute
+            (train_from, train_until), _, (test_from, test_until) = (
+                tuple(t.isoformat(timespec="minutes") for t in pair) for pair in split.bounds
+            )
+            windows = {
+                "data_window": f"{train_from}..{test_until}",
+                "train_window": f"{train_from}..{train_until}",
+                "test_window": f"{test_from}..{test_until}",
+            }
+        return {
+            "threshold": f"{self.threshold:.6f}",
+            "threshold_policy": policy,
+            **windows,
             "label_delay_days": str(self.spec.label_delay_days),
             "feature_set": self.spec.feature_set,
             **{k: f"{v:.6g}" for k, v in self.metrics.items() if k.startswith("test_")},

@@ -12,6 +12,7 @@ Profiles of the canonical roles alone (``canonical``, ``handbook``) keep the pro
 
 from __future__ import annotations
 
+import datetime as dt
 import keyword
 from typing import Annotated, Any
 
@@ -25,8 +26,8 @@ from data.sources import ATTRIBUTE_PREFIX, PARSE_ERRORS, to_canonical_frame
 from features.definitions import FeatureSpec, row_features
 from service.schemas import describe_validation_error
 
-#: The longest text value a request field takes.
-MAX_TEXT = 256
+#: The longest text value a request field takes (as long as an id the online state keeps).
+MAX_TEXT = 128
 
 
 def uses_own_request(profile: Profile | None) -> bool:
@@ -41,6 +42,9 @@ def _number_as_text(value: object) -> object:
     if isinstance(value, int):
         return str(value)
     return value
+
+
+Number = Annotated[float, Field(allow_inf_nan=False)]
 
 
 Text = Annotated[str, BeforeValidator(_number_as_text), Field(min_length=1, max_length=MAX_TEXT)]
@@ -68,7 +72,7 @@ def request_model(profile: Profile) -> type[BaseModel]:
     fields: dict[str, Any] = {}
     for column in profile.request_columns:
         number = column in numbers
-        kind: Any = float if number else Text
+        kind: Any = Number if number else Text
         about = f"Source column {column!r} of the {profile.name} layout."
         if column == profile.amount:
             spec = Field(alias=column, ge=0, le=MAX_PLAUSIBLE_AMOUNT, description="Amount, >= 0.")
@@ -79,7 +83,10 @@ def request_model(profile: Profile) -> type[BaseModel]:
                 if unit
                 else (f"text in {profile.event_time.format!r}" if profile.event_time.format else "ISO 8601")
             )
-            spec = Field(alias=column, description=f"Event time: {how}.")
+            bound = 100 * 366 * 86_400 * (1 if unit == "s" else 1_000)  # the ingest's own limit
+            spec = Field(
+                alias=column, description=f"Event time: {how}.", **({"ge": -bound, "le": bound} if unit else {})
+            )
         elif column in required:
             spec = Field(alias=column, description=about)
         else:
@@ -96,11 +103,14 @@ def request_model(profile: Profile) -> type[BaseModel]:
     return model
 
 
-#: Canonical field -> the profile's source column it came from, for error messages in the caller's terms.
+#: Canonical field -> the profile's source column(s) it came from, for error messages in the caller's terms.
 def _source_names(profile: Profile) -> dict[str, str]:
     names = {"tx_datetime": profile.event_time.column, "amount": profile.amount}
     if profile.transaction_id.column:
         names["transaction_id"] = profile.transaction_id.column
+    for role, key in (("customer_id", profile.customer), ("terminal_id", profile.terminal)):
+        if key is not None:
+            names[role] = "+".join(key.columns)
     return names
 
 
@@ -134,7 +144,7 @@ class ProfiledRequests:
                 errors.append(_error(index, None, f"the row is not a JSON object but {type(record).__name__}"))
                 continue
             try:
-                valid = self._one.validate_python(record).model_dump(by_alias=True)
+                valid = self._one.validate_python(self._as_text(record)).model_dump(by_alias=True)
             except ValidationError as exc:
                 errors.append(_error(index, tid, describe_validation_error(exc)))
                 continue
@@ -163,6 +173,23 @@ class ProfiledRequests:
             keep.append(position)
         errors.sort(key=lambda e: e["index"])
         return rows, mapped[keep], [at[p] for p in keep], errors
+
+    def _as_text(self, record: dict[str, Any]) -> dict[str, Any]:
+        """A typed file's dates and times (Parquet) as the text the profile parses (its formats)."""
+        if not any(isinstance(v, dt.date) for v in record.values()):
+            return record
+        role, age = self.profile.event_time, self.profile.derived.age_from
+        out = dict(record)
+        for column, value in record.items():
+            if isinstance(value, dt.datetime) and column == role.column and role.format:
+                out[column] = value.strftime(role.format)
+            elif isinstance(value, dt.datetime):
+                out[column] = value.isoformat()
+            elif isinstance(value, dt.date) and age is not None and column == age.column:
+                out[column] = value.strftime(age.format)
+            elif isinstance(value, dt.date):
+                out[column] = value.isoformat()
+        return out
 
     def _canonical_problem(self, row: dict[str, Any]) -> str | None:
         """The product's own checks (an event time not in the future, ids the state can keep), in source terms."""

@@ -199,3 +199,95 @@ def test_infer_proposes_a_profile_that_maps_the_file(tmp_path: Path) -> None:
     guessed = infer_profile({c: [str(v) for v in ulb[c].to_list()] for c in ulb.columns if c != RAGGED}, "u")
     assert guessed.transaction_id.derive and guessed.event_time.unit == "s" and guessed.label == "Class"
     assert guessed.customer is None and guessed.terminal is None and len(guessed.numeric) == 28
+
+
+def test_numbers_that_are_not_finite_or_out_of_range_are_reasons_not_crashes() -> None:
+    profile = load_profile("ulb-creditcard")
+    columns = {"Time": ["1e300", "inf", "nan", "-5", "10"], "Amount": ["1", "inf", "2", "3", "4"], "Class": ["0"] * 5}
+    columns |= {f"V{i}": ["0"] * 5 for i in range(1, 29)} | {"V3": ["0", "0", "0", "1e999", "0"]}
+    mapped = to_canonical_frame(pl.DataFrame(columns), profile)
+    assert mapped[PARSE_ERRORS].to_list() == [
+        "Time: cannot parse value '1e300'",
+        "Time: cannot parse value 'inf'; Amount: cannot parse value 'inf'",
+        "Time: cannot parse value 'nan'",
+        "V3: cannot parse value '1e999'",
+        None,
+    ]
+    assert validate_raw(mapped).accepted.height == 1
+
+
+def test_a_holder_key_is_the_same_with_or_without_the_quotes_the_export_doubled(tmp_path: Path) -> None:
+    rows = sparkov_extract_rows(10)
+    unquoted = [dict(r) | {"job": r["job"].strip('"')} for r in rows]
+    quoted = to_canonical_frame(read_table(write_sparkov_extract(tmp_path / "a.csv", rows)))
+    plain = to_canonical_frame(read_table(write_sparkov_extract(tmp_path / "b.csv", unquoted)))
+    assert rows[0]["job"].startswith('"') and quoted["customer_id"].to_list() == plain["customer_id"].to_list()
+
+
+def test_which_profiles_share_a_lake_and_which_are_served_in_their_own_layout(tmp_path: Path) -> None:
+    from data.profiles import has_own_layout, profile_from_dict
+
+    shipped = {n: load_profile(n) for n in shipped_profile_names()}
+    assert shipped["canonical"].feature_compatible(shipped["handbook"])
+    assert not shipped["sparkov"].feature_compatible(shipped["sparkov-extract"])  # dob formats, holder keys
+    assert {n for n, p in shipped.items() if has_own_layout(p)} == {"sparkov", "sparkov-extract", "ulb-creditcard"}
+    # A user's profile whose keys are hashes or whose ids are derived cannot take the canonical request.
+    hashed = profile_from_dict(
+        {
+            "name": "acq",
+            "transaction_id": {"derive": True},
+            "event_time": {"column": "ts"},
+            "customer": {"column": "card"},
+            "terminal": {"hash_of": ["mcc", "city"]},
+            "amount": "value",
+        }
+    )
+    assert has_own_layout(hashed)
+
+
+def test_the_lake_refuses_another_profiles_data_before_anything_is_written(tmp_path: Path) -> None:
+    from data.lake import Lake
+
+    lake = Lake(tmp_path / "home")
+    lake.check_profile(load_profile("ulb-creditcard"))  # an empty lake takes any profile
+    assert lake.profile() is None
+    lake.record_profile(load_profile("sparkov-extract"))
+    with pytest.raises(ValueError, match="this lake holds 'sparkov-extract' data; 'sparkov' rows have other"):
+        lake.check_profile(load_profile("sparkov"))
+    assert lake.profile() == load_profile("sparkov-extract")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("numeric: [amt]\n", r"\['amt'\] already have a role"),
+        ("numeric: [TX_AMOUNT]\n", "would have the name of a window feature"),
+    ],
+)
+def test_a_profile_cannot_make_a_role_or_a_window_name_an_extra_feature(
+    tmp_path: Path, extra: str, message: str
+) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "name: x\ntransaction_id: {derive: true}\nevent_time: {column: t}\namount: amt\ncustomer: {column: c}\n" + extra
+    )
+    with pytest.raises(ProfileError, match=message):
+        load_profile(path)
+
+
+def test_infer_never_proposes_the_label_the_scenario_or_another_time_as_a_feature() -> None:
+    columns = {
+        "TRANSACTION_ID": ["1", "2"],
+        "TX_DATETIME": ["2018-04-01 00:00:31", "2018-04-01 00:02:10"],
+        "CUSTOMER_ID": ["5", "6"],
+        "TERMINAL_ID": ["7", "8"],
+        "TX_AMOUNT": ["1.0", "2.0"],
+        "TX_TIME_SECONDS": ["31", "130"],
+        "TX_TIME_DAYS": ["0", "0"],
+        "TX_FRAUD": ["0", "1"],
+        "TX_FRAUD_SCENARIO": ["0", "2"],
+    }
+    proposed = infer_profile(columns, "hb")
+    assert proposed.numeric == () and proposed.label == "TX_FRAUD"
+    epoch = infer_profile({"unix_time": ["1546300800", "1546300900"], "amount": ["1", "2"], "card": ["a", "b"]}, "unix")
+    assert epoch.event_time.origin is not None and epoch.event_time.origin.year == 1970

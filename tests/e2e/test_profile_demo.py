@@ -137,4 +137,5 @@ def test_the_served_bento_takes_the_layouts_requests(demo: dict[str, object]) ->
         assert "fraud probability" in summary and 0 <= payload["fraud_probability"] <= 1
         examples = json.loads(next((root / "home" / "bentoml").rglob("examples.json")).read_text())
         assert set(examples) == {"recent", "genuine", "fraud"}
-        assert set(examples["fraud"]) == set(request["properties"])
+        assert set(request["required"]) <= set(examples["fraud"]) <= set(request["properties"])
+        assert not {"city", "state"} & set(examples["fraud"])  # kept columns (names, places) are not shown

@@ -115,6 +115,16 @@ def test_bad_rows_get_a_reason_naming_the_layouts_column(served: Served) -> None
     ]
     if served.profile.event_time.format:
         bad.append({**good, when: "2019-01-21"})
+    more = [
+        ({**good, numeric: "inf"}, f"{numeric}:"),  # not finite: XGBoost would refuse the whole batch
+        ({**good, when: 1e300}, f"{when}:")
+        if served.profile.event_time.unit
+        else ({**good, "merchant": "m" * 200}, "merchant:"),
+    ]
+    batch = served.scorer.score_batch([*bad, *(m for m, _ in more), good])
+    reasons_more = {e["index"] - len(bad): e["reason"] for e in batch.errors if e["index"] >= len(bad)}
+    assert [reasons_more[i].startswith(prefix) for i, (_, prefix) in enumerate(more)] == [True, True], reasons_more
+    bad += [m for m, _ in more]
     batch = served.scorer.score_batch([*bad, good])
     assert batch.received == len(bad) + 1 and len(batch.results) + len(batch.errors) == batch.received
     reasons = {e["index"]: e["reason"] for e in batch.errors}
