@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from config.settings import Settings, current_settings
@@ -109,7 +110,7 @@ def _reported(what: str, *kinds: type[Exception], code: int = 2) -> Iterator[Non
     try:
         yield
     except kinds as exc:
-        console.print(f"[red]{what}:[/red] {exc}")
+        console.print(f"[red]{what}:[/red] {escape(str(exc))}")  # a message's [columns] are text, not markup
         raise typer.Exit(code) from None
     finally:
         for handler in handlers:
@@ -840,7 +841,7 @@ def up(
                     service = stack.bento(bento, port or settings.port, workers)
                 table.add_row("service", f"{service.url}/score   UI {service.url}/ui/   docs {service.url}/")
         except RuntimeError as exc:
-            console.print(f"[red]{exc}[/red]")
+            console.print(f"[red]{escape(str(exc))}[/red]")
             raise typer.Exit(1) from None
         table.add_row("logs", str(stack.logs))
         console.print(table)
@@ -1021,7 +1022,7 @@ def _send_live_day(base: str, customers: int, terminals: int, first: date, days:
                 alerts += sum(r["decision"] == "alert" for r in answer.json()["results"])
             queue = client.get("/alerts", params={"date": day.isoformat()}).json()
     except httpx.HTTPError as error:
-        console.print(f"[yellow]live day not sent ({error}); the service is up[/yellow]")
+        console.print(f"[yellow]live day not sent ({escape(str(error))}); the service is up[/yellow]")
         return
     figures = queue.get("figures", {})
     console.print(

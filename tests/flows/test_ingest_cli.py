@@ -82,7 +82,7 @@ def test_landing_the_same_file_twice_adds_nothing(fraudops: Callable[..., Result
         ("garbage.parquet", b"PAR1" + bytes(range(256)) * 4, "cannot read as parquet"),
         ("semicolons.csv", b"transaction_id;amount\nx;1\n", "delimited"),
         ("empty.csv", b"", "file is empty"),
-        ("other.csv", b"foo,bar\n1,2\n", "missing: canonical needs"),
+        ("other.csv", b"foo,bar\n1,2\n", "no shipped profile fits the columns [foo, bar]; the closest is 'canonical'"),
     ],
 )
 def test_bad_files_exit_non_zero_and_leave_the_lake_untouched(

@@ -544,7 +544,7 @@ CLI = [
     cli("evaluate-zero-trials", f"{EVAL} @/garbage.csv --max-trials 0", "--max-trials"),
     cli("evaluate-binary-garbage", f"{EVAL} @/garbage.csv", "evaluation failed", "garbage.csv"),
     cli("evaluate-parquet-that-is-not", f"{EVAL} @/fake.parquet", "evaluation failed", "cannot read as parquet"),
-    cli("evaluate-unknown-columns", f"{EVAL} @/unknown-columns.csv", "evaluation failed", "unrecognised columns"),
+    cli("evaluate-unknown-columns", f"{EVAL} @/unknown-columns.csv", "evaluation failed", "no shipped profile fits"),
 ]
 
 
