@@ -95,13 +95,15 @@ def resolve_profile(columns: list[str], profile: str | Profile = AUTO) -> Profil
     return load_profile(profile)
 
 
-def to_canonical_frame(raw: pl.DataFrame, profile: str | Profile = AUTO) -> pl.DataFrame:
+def to_canonical_frame(raw: pl.DataFrame, profile: str | Profile = AUTO, numbers_checked: bool = False) -> pl.DataFrame:
     """Map a source frame to canonical columns through a profile; unparseable values become nulls for validation.
 
     Each row's problems (a value that does not parse, a key column that is empty, a ragged CSV line) are
     named in :data:`PARSE_ERRORS` by their source column. Every unmapped source column (the profile's
     numeric, categorical and derived inputs included) is kept as text in ``attr_<name>``. Without a
     customer (terminal) key each transaction is its own customer (terminal): those window features are off.
+    ``numbers_checked``: the extra number columns were already checked to be finite numbers (a scoring
+    request's model did), so their parse checks are skipped (what a single request's mapping costs).
     """
     try:
         profile = resolve_profile(raw.columns, profile)
@@ -110,11 +112,21 @@ def to_canonical_frame(raw: pl.DataFrame, profile: str | Profile = AUTO) -> pl.D
     missing = profile.missing(raw.columns)
     if missing:
         raise SourceError(f"profile {profile.name!r}: missing columns {missing}")
+    return raw.select(canonical_plan(profile, dict(raw.schema), numbers_checked))
+
+
+def canonical_plan(profile: Profile, schema: dict[str, pl.DataType], numbers_checked: bool = False) -> list[pl.Expr]:
+    """The expressions :func:`to_canonical_frame` selects from a frame of ``schema`` (built once, reusable).
+
+    The service builds them once per model for its requests' schema: building them costs about as much
+    as running them on one row.
+    """
+    columns = list(schema)
 
     def text(column: str) -> pl.Expr:
         return pl.col(column).cast(pl.String).str.strip_chars().replace("", None)
 
-    problems: list[pl.Expr] = [pl.col(RAGGED)] if RAGGED in raw.columns else []
+    problems: list[pl.Expr] = [pl.col(RAGGED)] if RAGGED in columns else []
 
     def unparsed(column: str, parsed: pl.Expr) -> None:
         problems.append(
@@ -132,7 +144,7 @@ def to_canonical_frame(raw: pl.DataFrame, profile: str | Profile = AUTO) -> pl.D
         exprs["transaction_id"] = text(profile.transaction_id.column)
     else:
         exprs["transaction_id"] = _content_hash(profile, profile.required_columns)
-    when = _event_time(pl.col(profile.event_time.column), raw.schema[profile.event_time.column], profile)
+    when = _event_time(pl.col(profile.event_time.column), schema[profile.event_time.column], profile)
     unparsed(profile.event_time.column, when)
     exprs["tx_datetime"] = when
     for role, key in (("customer_id", profile.customer), ("terminal_id", profile.terminal)):
@@ -148,20 +160,20 @@ def to_canonical_frame(raw: pl.DataFrame, profile: str | Profile = AUTO) -> pl.D
             exprs[role] = _content_hash(profile, key.columns, prefix=",".join(key.columns) + ":")
     exprs["amount"] = _finite(text(profile.amount))
     unparsed(profile.amount, exprs["amount"])
-    if profile.label and profile.label in raw.columns:
+    if profile.label and profile.label in columns:
         exprs["is_fraud"] = text(profile.label).cast(pl.Int8, strict=False)
         unparsed(profile.label, exprs["is_fraud"])
     else:
         exprs["is_fraud"] = pl.lit(None, dtype=pl.Int8)
-    for column in profile.numeric:
+    for column in () if numbers_checked else profile.numeric:
         unparsed(column, _finite(text(column)))
     if (age := profile.derived.age_from) is not None:
         unparsed(age.column, text(age.column).str.to_date(age.format, strict=False))
-    for column in profile.derived.distance_km or ():
+    for column in () if numbers_checked else profile.derived.distance_km or ():
         unparsed(column, _finite(text(column)))
     out = [exprs[c].cast(CANONICAL_SCHEMA[c]).alias(c) for c in CANONICAL_SCHEMA]
     out.append(pl.concat_str(problems, separator="; ", ignore_nulls=True).replace("", None).alias(PARSE_ERRORS))
-    if profile.scenario and profile.scenario in raw.columns:
+    if profile.scenario and profile.scenario in columns:
         out.append(pl.col(profile.scenario).cast(pl.Int8, strict=False).alias(SCENARIO_COLUMN))
     skip = {
         profile.transaction_id.column,
@@ -176,14 +188,14 @@ def to_canonical_frame(raw: pl.DataFrame, profile: str | Profile = AUTO) -> pl.D
         *((profile.terminal.column,) if profile.terminal and profile.terminal.column else ()),
     }
     kept: dict[str, str] = {}
-    for column in (c for c in raw.columns if c not in skip):
+    for column in (c for c in columns if c not in skip):
         if (name := attribute_name(column)) in kept:
             raise SourceError(
                 f"columns {kept[name]!r} and {column!r} have the same attribute name {name!r}; rename one of them"
             )
         kept[name] = column
     out += [pl.col(c).cast(pl.String).alias(name) for name, c in kept.items()]
-    return raw.select(out)
+    return out
 
 
 def _content_hash(profile: Profile, columns: tuple[str, ...], prefix: str = "") -> pl.Expr:

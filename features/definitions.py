@@ -430,10 +430,15 @@ def row_features(frame: pl.DataFrame, spec: FeatureSpec) -> pl.DataFrame:
     the frame lacks) is NaN for numeric and derived features and -1 for a categorical code, as is a
     value outside the vocabulary.
     """
+    return frame.select(row_feature_plan(spec, tuple(frame.columns)))
+
+
+def row_feature_plan(spec: FeatureSpec, columns: tuple[str, ...]) -> list[pl.Expr]:
+    """The expressions :func:`row_features` selects from a frame with ``columns`` (built once, reusable)."""
 
     def attr(name: str) -> pl.Expr:
         column = ATTRIBUTE_PREFIX + name
-        if column not in frame.columns:
+        if column not in columns:
             return pl.lit(None, dtype=pl.String)
         return pl.col(column).cast(pl.String).str.strip_chars().replace("", None)
 
@@ -458,9 +463,7 @@ def row_features(frame: pl.DataFrame, spec: FeatureSpec) -> pl.DataFrame:
             .alias(f"{name}_code")
         )
     finite = [e.cast(pl.Float64) for e in exprs]
-    return frame.select(
-        [pl.when(e.is_finite()).then(e).otherwise(float("nan")).alias(e.meta.output_name()) for e in finite]
-    )
+    return [pl.when(e.is_finite()).then(e).otherwise(float("nan")).alias(e.meta.output_name()) for e in finite]
 
 
 class _KnownFrauds:

@@ -22,8 +22,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter,
 
 from data.contract import MAX_PLAUSIBLE_AMOUNT, TransactionIn
 from data.profiles import Profile, feature_name, has_own_layout
-from data.sources import ATTRIBUTE_PREFIX, PARSE_ERRORS, to_canonical_frame
-from features.definitions import FeatureSpec, row_features
+from data.sources import ATTRIBUTE_PREFIX, PARSE_ERRORS, canonical_plan
+from features.definitions import FeatureSpec, row_feature_plan
 from service.schemas import describe_validation_error
 
 #: The longest text value a request field takes (as long as an id the online state keeps).
@@ -125,6 +125,9 @@ class ProfiledRequests:
         self._columns = list(profile.request_columns)
         self._names = _source_names(profile)
         self._canonical = TypeAdapter(TransactionIn)
+        # Requests are text columns in a fixed layout: their mapping and row features are built once.
+        self._plan = canonical_plan(profile, dict.fromkeys(self._columns, pl.String()), numbers_checked=True)
+        self._row_plan: list[pl.Expr] | None = None
 
     def validate(
         self, records: list[Any], unreadable: dict[int, str] | None = None
@@ -153,7 +156,7 @@ class ProfiledRequests:
         if not texts:
             return [], pl.DataFrame(), [], errors
         raw = pl.DataFrame(texts, schema=dict.fromkeys(self._columns, pl.String), orient="row")
-        mapped = to_canonical_frame(raw, self.profile)
+        mapped = raw.select(self._plan)  # to_canonical_frame's mapping; the request model checked the numbers
         rows: list[dict[str, Any]] = []
         keep: list[int] = []
         for position, row in enumerate(
@@ -220,7 +223,9 @@ class ProfiledRequests:
         """The row features of mapped requests (``spec.row_names`` columns)."""
         if not self.spec.row_names:
             return np.empty((mapped.height, 0))
-        return row_features(mapped, self.spec).to_numpy()
+        if self._row_plan is None:
+            self._row_plan = row_feature_plan(self.spec, tuple(mapped.columns))
+        return mapped.select(self._row_plan).to_numpy()
 
 
 def _text(value: object) -> str:
