@@ -424,3 +424,15 @@ def render_benchmarks_md(results_dir: Path = RESULTS, out: Path | None = ROOT / 
 
 if __name__ == "__main__":
     print(f"wrote {ROOT / 'BENCHMARKS.md'} ({len(render_benchmarks_md().splitlines())} lines)")
+
+
+def seed_summary(runs: list[dict[str, float]], keys: tuple[str, ...] = ("auc", "ap")) -> dict[str, dict[str, float]]:
+    """Mean, min and max of each metric over runs with different seeds (the quality scripts' tables)."""
+    return {
+        key: {
+            "mean": statistics.fmean(r[key] for r in runs),
+            "min": min(r[key] for r in runs),
+            "max": max(r[key] for r in runs),
+        }
+        for key in keys
+    }

@@ -42,13 +42,13 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import train_test_split
 from sklearn.utils import resample
 
-from bench.harness import ROOT
+from bench.harness import ROOT, seed_summary
 from data.profiles import load_profile
 from data.sources import read_table, to_canonical_frame
 from features.definitions import FeatureSpec, compute_features
 from model.metrics import ranking_metrics
 from model.splits import TimeSplit
-from model.training import TrainingConfig, train_model
+from model.training import TrainingConfig, fit_xgboost_columns, train_model
 from validation.raw import validate_raw
 
 DATA = ROOT.parent / "shared" / "data" / "sparkov-extract" / "fraud_data.csv"
@@ -74,14 +74,6 @@ def _their_recipe(train: pl.DataFrame, seed: int) -> RandomForestClassifier:
     return RandomForestClassifier(n_estimators=100, random_state=seed, n_jobs=2).fit(xs, ys)
 
 
-def _summary(runs: list[dict[str, float]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key in ("auc", "ap"):
-        values = [r[key] for r in runs]
-        out[key] = {"mean": float(np.mean(values)), "min": float(np.min(values)), "max": float(np.max(values))}
-    return out
-
-
 def main() -> None:
     """Run the comparison and write the results."""
     args = parse_args()
@@ -103,12 +95,11 @@ def main() -> None:
     y_test = test["is_fraud"].to_numpy()
     runs: dict[str, list[dict[str, float]]] = {k: [] for k in ("ours", "ours_their_features", "logistic")}
     runs |= {"existing_on_time_split": [], "existing_as_published": []}
-    their_spec = FeatureSpec(label_delay_days=delay)
     for seed in range(args.seeds):
         ours = train_model(features, spec, split, TrainingConfig(seed=seed))
         runs["ours"].append({"auc": ours.metrics["test_auc"], "ap": ours.metrics["test_ap"]})
         runs["logistic"].append({"auc": ours.baseline_metrics["test_auc"], "ap": ours.baseline_metrics["test_ap"]})
-        narrow = _narrow_xgb(train, split, features, seed, their_spec)
+        narrow = _narrow_xgb(split, features, seed)
         runs["ours_their_features"].append(narrow)
         forest = _their_recipe(train, seed)
         runs["existing_on_time_split"].append(
@@ -124,7 +115,7 @@ def main() -> None:
         "test": {"rows": len(y_test), "frauds": int(y_test.sum())},
         "train": {"rows": train.height, "frauds": int(train["is_fraud"].sum())},
         "seeds": args.seeds,
-        "models": {name: _summary(r) for name, r in runs.items()},
+        "models": {name: seed_summary(r) for name, r in runs.items()},
         "features": {"ours": spec.feature_names, "existing": THEIR_FEATURES},
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -133,27 +124,14 @@ def main() -> None:
     print(_table(payload))
 
 
-def _narrow_xgb(
-    train: pl.DataFrame, split: TimeSplit, features: pl.DataFrame, seed: int, spec: FeatureSpec
-) -> dict[str, float]:
+def _narrow_xgb(split: TimeSplit, features: pl.DataFrame, seed: int) -> dict[str, float]:
     """Our XGBoost recipe on the existing pipeline's four columns only (early-stopped on our validation window)."""
     import xgboost as xgb
 
-    valid, test = split.select(features, "valid"), split.select(features, "test")
-    config = TrainingConfig(seed=seed)
-    dtrain = xgb.DMatrix(train.select(THEIR_FEATURES).to_numpy(), label=train["is_fraud"].to_numpy())
-    dvalid = xgb.DMatrix(valid.select(THEIR_FEATURES).to_numpy(), label=valid["is_fraud"].to_numpy())
-    booster = xgb.train(
-        config.xgb_params(),
-        dtrain,
-        num_boost_round=config.n_estimators,
-        evals=[(dvalid, "valid")],
-        early_stopping_rounds=config.early_stopping_rounds,
-        verbose_eval=False,
-    )
-    scores = booster.predict(
-        xgb.DMatrix(test.select(THEIR_FEATURES).to_numpy()), iteration_range=(0, booster.best_iteration + 1)
-    )
+    train, valid, test = (split.select(features, part) for part in ("train", "valid", "test"))
+    booster = fit_xgboost_columns(train, valid, THEIR_FEATURES, TrainingConfig(seed=seed))
+    matrix = xgb.DMatrix(test.select(THEIR_FEATURES).to_numpy(), feature_names=THEIR_FEATURES)
+    scores = booster.predict(matrix, iteration_range=(0, booster.best_iteration + 1))
     return ranking_metrics(test["is_fraud"].to_numpy(), scores)
 
 

@@ -26,10 +26,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repo root, for `python bench/...`
 
-import numpy as np
 import polars as pl
 
-from bench.harness import ROOT
+from bench.harness import ROOT, seed_summary
 from data.profiles import load_profile
 from data.sources import read_table, to_canonical_frame
 from features.definitions import FeatureSpec, compute_features
@@ -84,17 +83,7 @@ def main() -> None:
         "split": split.to_dict(),
         "test": {"rows": test.height, "frauds": int(test["is_fraud"].sum())},
         "seeds": args.seeds,
-        "models": {
-            name: {
-                k: {
-                    "mean": float(np.mean([r[k] for r in rs])),
-                    "min": float(np.min([r[k] for r in rs])),
-                    "max": float(np.max([r[k] for r in rs])),
-                }
-                for k in ("auc", "ap")
-            }
-            for name, rs in runs.items()
-        },
+        "models": {name: seed_summary(rs) for name, rs in runs.items()},
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "quality-ulb.json").write_text(json.dumps(payload, indent=2) + "\n")

@@ -167,8 +167,16 @@ def evaluate_booster(
 
 def fit_xgboost(train: pl.DataFrame, valid: pl.DataFrame, spec: FeatureSpec, config: TrainingConfig) -> xgb.Booster:
     """Fit on labelled ``train`` rows, early-stopping on ``valid``; ``best_iteration`` marks the rounds used."""
-    dtrain = xgb.DMatrix(matrix(train, spec), label=labels(train), feature_names=spec.feature_names)
-    dvalid = xgb.DMatrix(matrix(valid, spec), label=labels(valid), feature_names=spec.feature_names)
+    return fit_xgboost_columns(train, valid, spec.feature_names, config)
+
+
+def fit_xgboost_columns(
+    train: pl.DataFrame, valid: pl.DataFrame, columns: list[str], config: TrainingConfig
+) -> xgb.Booster:
+    """:func:`fit_xgboost` on any ``columns`` of the frames (a comparison on another pipeline's columns)."""
+    x_train, x_valid = (f.select(columns).to_numpy().astype(np.float64, copy=False) for f in (train, valid))
+    dtrain = xgb.DMatrix(x_train, label=labels(train), feature_names=columns)
+    dvalid = xgb.DMatrix(x_valid, label=labels(valid), feature_names=columns)
     return xgb.train(
         config.xgb_params(),
         dtrain,

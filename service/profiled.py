@@ -24,7 +24,7 @@ from data.contract import MAX_PLAUSIBLE_AMOUNT, TransactionIn
 from data.profiles import Profile, feature_name, has_own_layout
 from data.sources import ATTRIBUTE_PREFIX, PARSE_ERRORS, canonical_plan
 from features.definitions import FeatureSpec, row_feature_plan
-from service.schemas import describe_validation_error
+from service.schemas import describe_validation_error, row_error
 
 #: The longest text value a request field takes (as long as an id the online state keeps).
 MAX_TEXT = 128
@@ -141,15 +141,15 @@ class ProfiledRequests:
         for index, record in enumerate(records):
             tid = record.get(id_column) if id_column and isinstance(record, dict) else None
             if index in unreadable:
-                errors.append(_error(index, tid, unreadable[index]))
+                errors.append(row_error(index, tid, unreadable[index]))
                 continue
             if not isinstance(record, dict):
-                errors.append(_error(index, None, f"the row is not a JSON object but {type(record).__name__}"))
+                errors.append(row_error(index, None, f"the row is not a JSON object but {type(record).__name__}"))
                 continue
             try:
                 valid = self._one.validate_python(self._as_text(record)).model_dump(by_alias=True)
             except ValidationError as exc:
-                errors.append(_error(index, tid, describe_validation_error(exc)))
+                errors.append(row_error(index, tid, describe_validation_error(exc)))
                 continue
             texts.append({c: None if valid[c] is None else _text(valid[c]) for c in self._columns})
             at.append(index)
@@ -166,11 +166,11 @@ class ProfiledRequests:
         ):
             index = at[position]
             if row[PARSE_ERRORS] is not None:
-                errors.append(_error(index, row["transaction_id"], row[PARSE_ERRORS]))
+                errors.append(row_error(index, row["transaction_id"], row[PARSE_ERRORS]))
                 continue
             problem = self._canonical_problem(row)
             if problem is not None:
-                errors.append(_error(index, row["transaction_id"], problem))
+                errors.append(row_error(index, row["transaction_id"], problem))
                 continue
             rows.append(row)
             keep.append(position)
@@ -230,7 +230,3 @@ class ProfiledRequests:
 
 def _text(value: object) -> str:
     return repr(value) if isinstance(value, float) else str(value)
-
-
-def _error(index: int, transaction_id: object, reason: str) -> dict[str, Any]:
-    return {"index": index, "transaction_id": None if transaction_id is None else str(transaction_id), "reason": reason}

@@ -206,6 +206,11 @@ class BatchResponse(BaseModel):
     errors: list[RowError]
 
 
+def row_error(index: int, transaction_id: object, reason: str) -> dict[str, Any]:
+    """A :class:`RowError` as plain data (a batch row refused, by its index in the request)."""
+    return {"index": index, "transaction_id": None if transaction_id is None else str(transaction_id), "reason": reason}
+
+
 def describe_validation_error(exc: ValidationError) -> str:
     """'field: message' pairs, e.g. ``amount: Input should be greater than or equal to 0``."""
     return "; ".join(

@@ -21,7 +21,7 @@ from features.stores.base import FeatureStore
 from model.bundle import Bundle
 from model.card import ModelCard
 from service.profiled import ProfiledRequests, uses_own_request
-from service.schemas import BatchResponse, FeedbackItem, ScoreResponse, describe_validation_error
+from service.schemas import BatchResponse, FeedbackItem, ScoreResponse, describe_validation_error, row_error
 from service.uploads import REQUIRED
 
 #: Rows a batch scores one at a time (or labels /feedback applies) per hold of the state lock and per write to
@@ -180,14 +180,6 @@ class ScoredBatch:
 
 class TransactionConflict(ValueError):
     """A transaction id already scored with another customer, terminal, time or amount."""
-
-
-def _row_error(index: int, transaction_id: object, reason: str) -> dict[str, Any]:
-    return {
-        "index": index,
-        "transaction_id": None if transaction_id is None else str(transaction_id),
-        "reason": reason,
-    }
 
 
 _TX = TypeAdapter(TransactionIn)
@@ -419,16 +411,16 @@ class Scorer:
         for index, record in enumerate(records):
             if index in unreadable:
                 tid = record.get("transaction_id") if isinstance(record, dict) else None
-                errors.append(_row_error(index, tid, unreadable[index]))
+                errors.append(row_error(index, tid, unreadable[index]))
                 continue
             if not isinstance(record, dict):
-                errors.append(_row_error(index, None, f"the row is not a JSON object but {type(record).__name__}"))
+                errors.append(row_error(index, None, f"the row is not a JSON object but {type(record).__name__}"))
                 continue
             try:
                 txs.append(_TX.validate_python(record))
                 at.append(index)
             except ValidationError as exc:
-                errors.append(_row_error(index, record.get("transaction_id"), describe_validation_error(exc)))
+                errors.append(row_error(index, record.get("transaction_id"), describe_validation_error(exc)))
         return Transactions.of(txs), at, errors
 
     @property
@@ -486,13 +478,13 @@ class Scorer:
         if len(suspect):
             for index, record in zip(suspect.tolist(), frame[suspect].to_dicts(), strict=True):
                 if index in unreadable:
-                    errors.append(_row_error(index, record.get("transaction_id"), unreadable[index]))
+                    errors.append(row_error(index, record.get("transaction_id"), unreadable[index]))
                     continue
                 try:
                     fixed[index] = _TX.validate_python(record)
                     valid[index] = True
                 except ValidationError as exc:
-                    errors.append(_row_error(index, record.get("transaction_id"), describe_validation_error(exc)))
+                    errors.append(row_error(index, record.get("transaction_id"), describe_validation_error(exc)))
         ids, customers, terminals = (frame[c].to_list() for c in ("transaction_id", "customer_id", "terminal_id"))
         when = frame["tx_datetime"]
         t_us = (when.dt.replace_time_zone("UTC") if when.dtype.time_zone is None else when).dt.epoch("us")  # type: ignore[attr-defined]
@@ -522,7 +514,7 @@ class Scorer:
             return ScoredBatch(received, pl.DataFrame(schema=RESULT_SCHEMA), errors, txs)
         rows, conflicts = self.features_of(txs, observe)
         if conflicts:
-            errors = errors + [_row_error(at[i], txs.transaction_id[i], reason) for i, reason in conflicts.items()]
+            errors = errors + [row_error(at[i], txs.transaction_id[i], reason) for i, reason in conflicts.items()]
             errors.sort(key=lambda e: e["index"])
             keep = np.array([i for i in range(len(txs)) if i not in conflicts], dtype=np.int64)
             txs, rows = txs.take(keep), rows[keep]

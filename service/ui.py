@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ import gradio as gr
 import pandas as pd
 from pydantic import BaseModel, ValidationError
 
+from config.settings import LiveSettings
 from data.contract import TransactionIn
 from model.anchors import ANCHORS, PERFECT_CP_AT_100_PROTOCOL_A, PROTOCOLS, SOURCE
 from model.card import ModelCard
@@ -354,21 +356,19 @@ class ScoreForm:
         """Field names in form order."""
         return [name for name, _ in self.fields]
 
-    def prefill(self) -> dict[str, Any]:
-        """The first values: the served data's newest transaction under a new id, else a placeholder."""
-        recent = self.examples.get("recent")
-        if recent is not None:
-            return {**recent, **({"transaction_id": "ui-0001"} if "transaction_id" in recent else {})}
+    def placeholder(self) -> dict[str, Any]:
+        """What the page itself carries: no served data (a made-up card for the canonical form, else empty)."""
         if self.own_layout:
             return {}
         now = datetime.now(UTC).replace(microsecond=0).isoformat()
-        return {
-            "transaction_id": "ui-0001",
-            "tx_datetime": now,
-            "customer_id": "42",
-            "terminal_id": "7",
-            "amount": 125.0,
-        }
+        return {"transaction_id": "ui-0001", "tx_datetime": now, "customer_id": "42", "terminal_id": "7", "amount": 125}
+
+    def example(self, kind: str) -> list[Any]:
+        """The form's values for one of the served data's examples (``recent`` under the id ``ui-0001``)."""
+        values = dict(self.examples[kind])
+        if kind == "recent" and "transaction_id" in values:
+            values["transaction_id"] = "ui-0001"
+        return [values.get(name) for name in self.names]
 
 
 CANONICAL_FORM = ScoreForm.of(TransactionIn, frozenset({"amount"}), {})
@@ -504,7 +504,20 @@ def build_ui(
         return mark(0, *args)
 
     batch_columns = list(BATCH_COLUMNS) if not form.own_layout else form.names
-    first = form.prefill()
+
+    def served_example(kind: str) -> list[Any]:
+        """An example from the served data for the form: cards and their history need the API key."""
+        if LiveSettings.ui_demo():
+            raise user_error("examples from the served data need the API key: the demo UI is read-only", "Not here")
+        return form.example(kind)
+
+    def fill_on_load() -> list[Any]:
+        """The served data's newest transaction in the form, once the page is open (the key was checked)."""
+        if LiveSettings.ui_demo() or "recent" not in form.examples:
+            return [gr.skip()] * len(form.names)
+        return form.example("recent")
+
+    first = form.placeholder()  # the page's own config never holds served data (FRAUDOPS_UI_DEMO opens it)
     with gr.Blocks(title="fraudops") as blocks:
         gr.Markdown("# fraudops: card fraud scoring")
         with gr.Tab("Score a transaction"):
@@ -517,13 +530,12 @@ def build_ui(
                         box = gr.Number if number else gr.Textbox
                         inputs.append(box(label=label, value=first.get(name)))
             if form.examples:
-                kinds = [k for k in EXAMPLE_LABELS if k in form.examples]
-                gr.Examples(
-                    examples=[[form.examples[k].get(n) for n in form.names] for k in kinds],
-                    inputs=inputs,
-                    example_labels=[EXAMPLE_LABELS[k] for k in kinds],
-                    label="Examples from the served data (new ids; times as they were)",
-                )
+                gr.Markdown("Examples from the served data (new ids; times as they were):")
+                with gr.Row():
+                    for kind in (k for k in EXAMPLE_LABELS if k in form.examples):
+                        button = gr.Button(EXAMPLE_LABELS[kind], size="sm")
+                        button.click(partial(served_example, kind), None, inputs, api_visibility="private")
+                blocks.load(fill_on_load, None, inputs, api_visibility="private")
             go = gr.Button("Score", variant="primary")
             summary = gr.Markdown()
             chart = gr.BarPlot(

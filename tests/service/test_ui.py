@@ -395,3 +395,30 @@ def test_read_only_demo_scoring_writes_nothing(
     assert demo.scorer.state_size() == before and not demo.scorer.state.knows("ui-demo-1")
     logs = "".join(p.read_text() for p in (MONITOR_DIR / MONITOR_NAME / "data").glob("data.*.log"))
     assert "ui-demo-1" not in logs
+
+
+def test_served_examples_reach_the_form_only_past_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The page's config holds no served data; the prefill and example buttons refuse the read-only demo UI."""
+    import json
+    from functools import partial
+
+    from data.contract import TransactionIn
+    from service.ui import ScoreForm
+
+    recent = {"transaction_id": "x", "tx_datetime": "2026-03-01T00:00:00+00:00", "customer_id": "card-SECRET-1"}
+    examples = {
+        "recent": recent | {"terminal_id": "t-1", "amount": 12.0},
+        "fraud": recent
+        | {"transaction_id": "example-fraud", "customer_id": "card-SECRET-2", "terminal_id": "t", "amount": 900.0},
+    }
+    form = ScoreForm.of(TransactionIn, frozenset({"amount"}), examples)
+    blocks = build_ui(lambda: None, None, form)  # type: ignore[arg-type,return-value]
+    assert "SECRET" not in json.dumps(blocks.get_config_file(), default=str)
+    fns = {f.fn.args[0] if isinstance(f.fn, partial) else f.name: f.fn for f in blocks.fns.values()}
+    monkeypatch.delenv("FRAUDOPS_UI_DEMO", raising=False)
+    assert fns["fill_on_load"]() == ["ui-0001", recent["tx_datetime"], "card-SECRET-1", "t-1", 12.0]
+    assert fns["fraud"]()[2] == "card-SECRET-2"
+    monkeypatch.setenv("FRAUDOPS_UI_DEMO", "1")
+    assert "card-SECRET-1" not in fns["fill_on_load"]()
+    with pytest.raises(gr.Error, match="need the API key"):
+        fns["fraud"]()
