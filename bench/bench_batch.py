@@ -1,4 +1,4 @@
-"""Benchmark the vectorised batch path in process; writes bench/results/batch.{json,md} via bench.harness.
+"""Benchmark the batch endpoints in process; writes bench/results/batch.{json,md} via bench.harness.
 
 Uses simulated data only (no ../shared): the world of bench/bench_service.py (simulate, train on the first
 days, keep the later days as unseen traffic in time order). Measured, each repeat on transactions the state

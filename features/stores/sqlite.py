@@ -90,6 +90,10 @@ MAINTENANCE_EVERY_S = 0.1
 #: but under steady writes it never catches up with the last frames, so the WAL would grow without end;
 #: a restart blocks writers only while it copies the few frames written since the passive one.
 RESTART_WAL_PAGES = 4_000
+#: How long the thread waits for a lock (ms). A restart holds the writer lock while it waits for readers, so
+#: with the request path's 30 s timeout a restart could hold every worker's writes up to that long; it now
+#: gives up after this and tries again on the next round, as an eviction chunk does.
+MAINTENANCE_BUSY_MS = 20
 
 
 def _evict_rows(db: sqlite3.Connection, cutoff_us: int) -> int:
@@ -120,7 +124,7 @@ class _Maintenance:
         threading.Thread(target=self._run, args=(path, alive), name=f"maintenance {path.name}", daemon=True).start()
 
     def _run(self, path: Path, alive: weakref.ref[SQLiteFeatureStore]) -> None:
-        db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        db = sqlite3.connect(path, timeout=MAINTENANCE_BUSY_MS / 1000, isolation_level=None, check_same_thread=False)
         try:
             while not self.stop.wait(MAINTENANCE_EVERY_S) and alive() is not None:
                 cutoff, self.evict_before = self.evict_before, None
@@ -132,6 +136,8 @@ class _Maintenance:
                     if pages >= RESTART_WAL_PAGES:
                         db.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
                 except sqlite3.OperationalError:  # busy or locked: the next round catches up
+                    if cutoff is not None and self.evict_before is None:
+                        self.evict_before = cutoff  # not lost: the next round evicts it
                     continue
         finally:
             db.close()
