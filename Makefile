@@ -34,7 +34,8 @@ format: install  ## Apply ruff fixes and formatting
 	$(UV_RUN) ruff check --fix .
 	$(UV_RUN) ruff format .
 
-bench: install  ## Run bench/bench_*.py -> bench/results/, then BENCHMARKS.md (QUICK=1: small inputs)
+bench: install  ## Install wrk if missing, run bench/bench_*.py -> bench/results/, then BENCHMARKS.md (QUICK=1: small inputs)
+	./bench/setup.sh
 	$(UV_RUN) python bench/run_all.py $(if $(QUICK),--quick)
 
 clean:  ## Remove the local state (.fraudops/) and caches; keeps .venv

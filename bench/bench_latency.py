@@ -13,7 +13,7 @@ minimal BentoML service (bench/minimal_service.py ``/predict_async``: the same r
 ``async`` API, ``inplace_predict`` on one prepared row: the fair ceiling for an async ``/score``) and the bare
 Starlette app (bench/bare_app.py under uvicorn: the web-stack ceiling), each with the point's worker count.
 Each is loaded by our generator (bench/loadgen.py, aiohttp, keep-alive, its own process) and by Debian's wrk
-(``bench/wrk_post.lua``; install with ``apt-get install wrk``), one target at a time, in the order
+(``bench/wrk_post.lua``; ``make bench`` installs it through bench/setup.sh), one target at a time, in the order
 generator x (bare, minimal, ours). Every latency point reports p50, p90, p99, p99.9 and max, requests per
 second and errors. The load generator shares the 2 cores with the servers.
 
@@ -368,7 +368,7 @@ def main() -> None:
     """Build the world, measure every point and the batches, write the results."""
     args = parse_args()
     if shutil.which("wrk") is None:
-        raise SystemExit("wrk is not installed: apt-get install wrk (Debian)")
+        raise SystemExit("wrk is not installed: run bench/setup.sh (apt-get install wrk, Debian)")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers on the way out
     started, load_before = time.perf_counter(), os.getloadavg()[0]
     goals: dict[str, str] = {}
