@@ -3,8 +3,9 @@
 Bounded: events older than the horizon (the longest window plus the label delay, plus
 :data:`EVICTION_SLACK_US` for transactions that arrive late) before the newest event seen are
 forgotten. A single recorded event (a /score) forgets up to :data:`EVICT_PER_RECORD` of them, oldest
-first, so no request pays for a whole pass; a bulk record (a batch, a snapshot load) runs a whole pass
-(:meth:`MemoryFeatureStore.evict`) every :data:`EVICT_EVERY` events. No feature of a transaction
+first, so no request pays for a whole pass; a bulk record runs a whole pass (:meth:`MemoryFeatureStore.evict`)
+every :data:`EVICT_EVERY` events when it loads (a snapshot), and forgets :data:`EVICT_PER_RECORD` per new
+event when it is ``gradual`` (another worker's events, read in the request path). No feature of a transaction
 within the slack of the newest one looks that far back, so eviction changes no feature value; a
 transaction that arrives later than that is scored against the history still kept.
 """
@@ -252,10 +253,14 @@ class MemoryFeatureStore(FeatureStore):
                     if not candidates:
                         del index[key]
 
-    def observe_many(self, events: Iterable[Event]) -> list[Event]:
+    def observe_many(self, events: Iterable[Event], gradual: bool = False) -> list[Event]:
         """Record events (those already seen are skipped) in one pass per customer and terminal; returns the new ones.
 
-        A whole eviction pass runs every :data:`EVICT_EVERY` events recorded this way.
+        A whole eviction pass runs every :data:`EVICT_EVERY` events recorded this way (a load). With ``gradual``
+        (in the request path) none does: up to :data:`EVICT_PER_RECORD` expired events go per new one, as with
+        :meth:`record`. A service started on a snapshot weeks older than its first requests finds the whole
+        snapshot expired at once: a pass forgot ~350,000 events in 1.1 s, stalling every request of both workers
+        (bench/bench_latency.py at concurrency 32; docs/architecture.md, "Tail latency").
         """
         seen, new, delay = self._seen, [], self._default_delay_us
         for event in events:
@@ -265,6 +270,11 @@ class MemoryFeatureStore(FeatureStore):
                     event = (*event[:6], event[3] + delay)
                 seen[event[0]] = event[1:]
                 new.append(event)
+        if gradual:
+            if new:
+                self._insert(new)
+                self._evict_oldest(EVICT_PER_RECORD * len(new))
+            return new
         start = 0
         while start < len(new):
             piece = new[start : start + EVICT_EVERY - self._recorded_since_eviction]

@@ -90,16 +90,25 @@ MAINTENANCE_EVERY_S = 0.1
 #: but under steady writes it never catches up with the last frames, so the WAL would grow without end;
 #: a restart blocks writers only while it copies the few frames written since the passive one.
 RESTART_WAL_PAGES = 4_000
+#: Eviction chunks one maintenance round deletes at most (the rest waits for the next rounds). Deleting a whole
+#: backlog in one go held the writer lock in back-to-back chunks: SQLite's busy handler, sleeping ever longer
+#: between tries, kept the other workers' writes waiting ~1 s while 356,548 expired rows went (a service
+#: started on a snapshot weeks older than its traffic). 5 x 200 rows take ~3 ms: 10,000 rows/s at most.
+EVICT_ROUND_CHUNKS = 5
 #: How long the thread waits for a lock (ms). A restart holds the writer lock while it waits for readers, so
 #: with the request path's 30 s timeout a restart could hold every worker's writes up to that long; it now
 #: gives up after this and tries again on the next round, as an eviction chunk does.
 MAINTENANCE_BUSY_MS = 20
 
 
-def _evict_rows(db: sqlite3.Connection, cutoff_us: int) -> int:
-    """Delete events at or before ``cutoff_us`` (and labels of deleted events) in short transactions."""
-    deleted = 0
-    while True:
+def _evict_rows(db: sqlite3.Connection, cutoff_us: int, max_chunks: int | None = None) -> tuple[int, bool]:
+    """Delete events at or before ``cutoff_us`` (and labels of deleted events) in short transactions.
+
+    Returns how many and whether that was all of them (False: ``max_chunks`` chunks ran, more may be left).
+    """
+    deleted, chunks = 0, 0
+    while max_chunks is None or chunks < max_chunks:
+        chunks += 1
         db.execute("BEGIN IMMEDIATE")
         try:
             count = db.execute(_EVICT_EVENTS, (cutoff_us, EVICT_CHUNK_ROWS)).rowcount
@@ -111,7 +120,8 @@ def _evict_rows(db: sqlite3.Connection, cutoff_us: int) -> int:
             raise
         deleted += count
         if count < EVICT_CHUNK_ROWS:
-            return deleted
+            return deleted, True
+    return deleted, False
 
 
 class _Maintenance:
@@ -129,18 +139,23 @@ class _Maintenance:
             while not self.stop.wait(MAINTENANCE_EVERY_S) and alive() is not None:
                 cutoff, self.evict_before = self.evict_before, None
                 try:
-                    if cutoff is not None:
-                        _evict_rows(db, cutoff)
+                    if cutoff is not None and not _evict_rows(db, cutoff, EVICT_ROUND_CHUNKS)[1]:
+                        self._resume(cutoff)  # a backlog: the next round goes on
                     # fetchall: a statement left unfinished would hold a read lock and stop the WAL restarting.
                     (_, pages, _), *_ = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                     if pages >= RESTART_WAL_PAGES:
                         db.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
                 except sqlite3.OperationalError:  # busy or locked: the next round catches up
-                    if cutoff is not None and self.evict_before is None:
-                        self.evict_before = cutoff  # not lost: the next round evicts it
+                    if cutoff is not None:
+                        self._resume(cutoff)  # not lost: the next round evicts it
                     continue
         finally:
             db.close()
+
+    def _resume(self, cutoff: int) -> None:
+        """Have the next round evict up to ``cutoff`` (unless the store asked for a newer cutoff meanwhile)."""
+        if self.evict_before is None:
+            self.evict_before = cutoff
 
 
 class SQLiteFeatureStore(FeatureStore):
@@ -191,7 +206,8 @@ class SQLiteFeatureStore(FeatureStore):
         finally:
             self._db.execute("COMMIT")
         if events:
-            self._mirror.observe_many(row[1:] for row in events)
+            # Other workers' events, in the request path: forget expired ones gradually (the first read is a load).
+            self._mirror.observe_many((row[1:] for row in events), gradual=self._events_seen > 0)
             self._events_seen = events[-1][0]
         for _, tid, label, label_us, source in labels:
             self._mirror.add_label(tid, label, label_us, source)  # an event already known is not added twice

@@ -3,6 +3,7 @@
 import gc
 import multiprocessing
 import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -205,3 +206,55 @@ def test_frozen_state_stays_out_of_later_collections(
     assert all(store.knows(tid) for tid in ordered.tail(10)["transaction_id"])
     assert len(store) > 10_000  # the snapshot's transactions (bounded by eviction) are there to pin
     assert largest < 1_000, f"a container of {largest} references is back in the collector's generations"
+
+
+def test_a_snapshot_that_expires_at_once_is_forgotten_a_little_per_request(tmp_path: Path) -> None:
+    """A service started on an old snapshot: the first new event expires all of it; no request forgets it all.
+
+    Another worker's events reach a mirror in the request path (refresh): up to EVICT_PER_RECORD expired events
+    go per new one. The file's eviction deletes at most EVICT_ROUND_CHUNKS chunks per maintenance round.
+    """
+    import features.stores.memory as memory
+    import features.stores.sqlite as sqlite_store
+
+    spec = FeatureSpec()
+    day = 86_400 * 1_000_000
+    t0 = 1_600_000_000 * 1_000_000
+    old = [(f"old{k}", f"c{k % 50}", f"t{k % 20}", t0 + k * 1_000_000, 1.0, None, None) for k in range(3_000)]
+    late = t0 + 100 * day  # everything above is older than the horizon from here
+
+    memory_store = MemoryFeatureStore(spec)
+    memory_store.observe_many(old)
+    memory_store.observe_many([("new0", "c1", "t1", late, 5.0, None, None)], gradual=True)
+    assert len(memory_store) == 3_000 + 1 - memory.EVICT_PER_RECORD
+    assert memory_store.evict() == 3_000 - memory.EVICT_PER_RECORD and len(memory_store) == 1  # a whole pass
+
+    path = tmp_path / "state.sqlite"
+    a, b = SQLiteFeatureStore(path, spec), SQLiteFeatureStore(path, spec)
+    for store in (a, b):
+        store._maintenance.stop.set()  # this test runs the file's eviction itself
+    a.observe_many(old)
+    b.refresh()
+    assert len(b) == 3_000
+    assert a.observe("new0", "c1", "t1", late, 5.0)
+    b.refresh()  # one new event from another worker: b forgets two expired ones, not 3,000
+    assert len(b) == 3_000 + 1 - memory.EVICT_PER_RECORD
+    # The expired history is outside every window of the new event: features are what an empty store gives.
+    fresh = MemoryFeatureStore(spec)
+    fresh.observe("new0", "c1", "t1", late, 5.0)
+    when = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=late)
+    assert (
+        b.features("new1", "c1", "t1", late, 7.0, when).tobytes()
+        == fresh.features("new1", "c1", "t1", late, 7.0, when).tobytes()
+    )
+
+    with sqlite3.connect(path, isolation_level=None) as db:
+        cutoff = late - (spec.history_days + 1) * day
+        rounds, deleted, done = 0, 0, False
+        while not done:
+            count, done = sqlite_store._evict_rows(db, cutoff, sqlite_store.EVICT_ROUND_CHUNKS)
+            assert count <= sqlite_store.EVICT_ROUND_CHUNKS * sqlite_store.EVICT_CHUNK_ROWS
+            deleted, rounds = deleted + count, rounds + 1
+        (left,) = db.execute("SELECT count(*) FROM events").fetchone()
+    assert deleted == 3_000 and left == 1  # in 3 rounds of at most 1,000 rows, then one that finds none left
+    assert rounds == -(-3_000 // (sqlite_store.EVICT_ROUND_CHUNKS * sqlite_store.EVICT_CHUNK_ROWS)) + 1
