@@ -27,6 +27,11 @@ from service.uploads import REQUIRED
 #: Rows a batch scores one at a time (or labels /feedback applies) per hold of the state lock and per write to
 #: a shared store: ~15 ms, the longest a single /score (on the event loop) waits for a running batch.
 STATE_CHUNK_ROWS = 500
+#: Rows a batch's one-pass features (``FeatureStore.chunk_features``) take per hold of the state lock: ~15 ms
+#: (bench/bench_batch.py), as :data:`STATE_CHUNK_ROWS` row by row.
+BATCH_CHUNK_ROWS = 4096
+#: Fewer rows than this (a single /score) go row by row: the one-pass path's fixed cost is higher.
+ONE_PASS_MIN_ROWS = 16
 #: Booster threads for a batch's single prediction call (measured in bench/bench_batch.py).
 BATCH_THREADS = 2
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -273,15 +278,38 @@ class Scorer:
         out = np.empty((n, len(self.feature_names)), dtype=np.float64)
         windows = out[:, : self._n_window] if self.spec.row_names else out
         conflicts: dict[int, str] = {}
-        for start in range(0, n, STATE_CHUNK_ROWS):
+        start = 0
+        while start < n:
             with self.state.transaction():
-                for i in range(start, min(n, start + STATE_CHUNK_ROWS)):
-                    self._score_row(txs, i, windows, conflicts, observe)
+                stop = min(n, start + BATCH_CHUNK_ROWS)
+                rows = None
+                if observe and n >= ONE_PASS_MIN_ROWS:
+                    rows = self.state.chunk_features(
+                        txs.transaction_id[start:stop],
+                        txs.customer_id[start:stop],
+                        txs.terminal_id[start:stop],
+                        txs.t_us[start:stop],
+                        txs.amount[start:stop],
+                    )
+                if rows is not None and len(rows):
+                    windows[start : start + len(rows)] = rows
+                    start += len(rows)
+                    continue
+                # Row by row: a chunk the one-pass path cannot take, or from a retried or late row on while they last.
+                stop = min(n, start + STATE_CHUNK_ROWS)
+                first = start
+                while start < stop and (rows is None or start == first or not self._one_pass_takes(txs, start)):
+                    self._score_row(txs, start, windows, conflicts, observe)
+                    start += 1
         if self.spec.row_names:
             if txs.row_features is None:
                 raise ValueError("this model reads a dataset profile's columns: map requests through its profile")
             out[:, self._n_window :] = txs.row_features
         return out, conflicts
+
+    def _one_pass_takes(self, txs: Transactions, i: int) -> bool:
+        """Whether the one-pass path would take row ``i`` now (not a retried id, not a late row)."""
+        return self.state.one_pass_prefix(txs.transaction_id[i : i + 1], txs.t_us[i : i + 1]) == 1
 
     def _score_row(self, txs: Transactions, i: int, out: np.ndarray, conflicts: dict[int, str], observe: bool) -> None:
         """Row ``i`` against the state, one at a time (the reference path); then the state records it."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 
@@ -146,6 +146,27 @@ class FeatureStore(ABC):
             f"transaction_id {transaction_id!r} was already scored with another {' and '.join(differ)}; "
             "ids must not be reused"
         )
+
+    def chunk_features(
+        self,
+        transaction_ids: Sequence[str],
+        customer_ids: Sequence[str],
+        terminal_ids: Sequence[str],
+        t_us: np.ndarray,
+        amount: np.ndarray,
+    ) -> np.ndarray | None:
+        """Window features of a chunk's leading new transactions in one pass (each sees those before it), recorded.
+
+        Returns the rows of the leading transactions it could answer exactly as :meth:`features` + :meth:`observe`
+        one at a time would (bit for bit, ``features.stores.batch``): none from the first one already known,
+        repeated or late on. None (nothing recorded) when this store has no such path or the chunk does not fit
+        it: the caller goes row by row.
+        """
+        return None
+
+    def one_pass_prefix(self, transaction_ids: Sequence[str], t_us: np.ndarray) -> int:
+        """How many leading transactions :meth:`chunk_features` would take (0: none, or no such path)."""
+        return 0
 
     def features(
         self, transaction_id: str, customer_id: str, terminal_id: str, t_us: int, amount: float, when: datetime

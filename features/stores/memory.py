@@ -15,15 +15,18 @@ from __future__ import annotations
 import bisect
 import heapq
 import math
+from array import array
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import polars as pl
 
 from data.labels import SOURCE_RANK, labels_as_of
 from features.definitions import ORDER_COLUMNS, US_PER_DAY, FeatureSpec
 from features.stores.base import STATE_SCHEMA, Event, FeatureStore, snapshot_rows
+from features.stores.batch import chunk_events, chunk_window_features, usable_prefix
 
 #: Events recorded in bulk between two eviction passes.
 EVICT_EVERY = 4096
@@ -36,11 +39,16 @@ EVICTION_SLACK_US = US_PER_DAY
 
 @dataclass
 class _Series:
-    """Time-sorted events of one customer or terminal (a customer's also carry their terminal's code)."""
+    """Time-sorted events of one customer or terminal (a customer's also carry their terminal's code).
 
-    times: list[int] = field(default_factory=list)
-    values: list[float] = field(default_factory=list)
-    keys: list[int] = field(default_factory=list)  # customers: the terminal code of each event
+    Unboxed arrays (``array.array``), not lists: a batch's one-pass features copy a key's slice out in one
+    ``memcpy`` (``features.stores.batch``). From lists of boxed ints and floats, scattered over the heap,
+    that copy cost ~140 ns per value and held a 10,000-row batch at ~20,000 rows/s.
+    """
+
+    times: array = field(default_factory=lambda: array("q"))
+    values: array = field(default_factory=lambda: array("d"))
+    keys: array = field(default_factory=lambda: array("q"))  # customers: the terminal code of each event
 
     def insert(self, t_us: int, value: float, key: int = 0) -> None:
         i = bisect.bisect_right(self.times, t_us)
@@ -51,9 +59,9 @@ class _Series:
     def extend(self, times: list[int], values: list[float], keys: list[int]) -> None:
         """Insert events given in time order (appended in one go when they are the newest, the usual case)."""
         if not self.times or self.times[-1] <= times[0]:
-            self.times += times
-            self.values += values
-            self.keys += keys
+            self.times.extend(times)
+            self.values.extend(values)
+            self.keys.extend(keys)
             return
         for t_us, value, key in zip(times, values, keys, strict=True):
             self.insert(t_us, value, key)
@@ -205,9 +213,9 @@ class MemoryFeatureStore(FeatureStore):
         self._evict_oldest(EVICT_PER_RECORD)
         return True
 
-    def _evict_oldest(self, limit: int) -> None:
-        """Forget up to ``limit`` of the oldest events at or before :attr:`cutoff_us` (the heap's head)."""
-        cutoff, heap = self.cutoff_us, self._by_time
+    def _evict_oldest(self, limit: int, cutoff: int | None = None) -> None:
+        """Forget up to ``limit`` of the oldest events at or before ``cutoff`` (default :attr:`cutoff_us`)."""
+        cutoff, heap = self.cutoff_us if cutoff is None else cutoff, self._by_time
         for _ in range(limit):
             if cutoff is None or not heap or heap[0][0] > cutoff:
                 return
@@ -284,6 +292,41 @@ class MemoryFeatureStore(FeatureStore):
             if self._recorded_since_eviction >= EVICT_EVERY:
                 self.evict()
         return new
+
+    def chunk_features(
+        self,
+        transaction_ids: Sequence[str],
+        customer_ids: Sequence[str],
+        terminal_ids: Sequence[str],
+        t_us: np.ndarray,
+        amount: np.ndarray,
+    ) -> np.ndarray | None:
+        """Window features of a chunk's leading new rows in one pass, which are then recorded (see the base class)."""
+        rows = chunk_window_features(self, transaction_ids, customer_ids, terminal_ids, t_us, amount)
+        if rows is not None and len(rows):
+            self.record_chunk(chunk_events(transaction_ids, customer_ids, terminal_ids, t_us, amount, len(rows)))
+        return rows
+
+    def one_pass_prefix(self, transaction_ids: Sequence[str], t_us: np.ndarray) -> int:
+        """How many leading transactions :meth:`chunk_features` would take."""
+        return usable_prefix(self, transaction_ids, t_us)
+
+    def record_chunk(self, events: list[Event]) -> None:
+        """Record new events (none seen before, none expired) to the state :meth:`record` one by one leaves.
+
+        The series, index and heap take them in one pass; expired events then go as they would have, up to
+        :data:`EVICT_PER_RECORD` per event at the cutoff of that moment. The chunk's own events are never
+        among them (``features.stores.batch.usable_prefix``: no row is older than the slack).
+        """
+        seen = self._seen
+        for event in events:
+            seen[event[0]] = event[1:]
+        newest = self._newest_us
+        self._insert(events)
+        for event in events:
+            if newest is None or event[3] > newest:
+                newest = event[3]
+            self._evict_oldest(EVICT_PER_RECORD, newest - self.horizon_us)
 
     def _insert(self, events: list[Event]) -> None:
         """Add new events (already in ``_seen``) to the customer and terminal series and the eviction heap."""

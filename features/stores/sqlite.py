@@ -30,6 +30,7 @@ import polars as pl
 
 from features.definitions import FeatureSpec
 from features.stores.base import Event, FeatureStore, snapshot_rows
+from features.stores.batch import chunk_events, chunk_window_features, usable_prefix
 from features.stores.memory import EVICT_EVERY, MemoryFeatureStore
 
 _SCHEMA = """
@@ -250,6 +251,31 @@ class SQLiteFeatureStore(FeatureStore):
     ) -> np.ndarray:
         """The mirror answers every window query (one call, not one delegation per query: the hot path)."""
         return self._mirror.features(transaction_id, customer_id, terminal_id, t_us, amount, when)
+
+    def chunk_features(
+        self,
+        transaction_ids: Sequence[str],
+        customer_ids: Sequence[str],
+        terminal_ids: Sequence[str],
+        t_us: np.ndarray,
+        amount: np.ndarray,
+    ) -> np.ndarray | None:
+        """The mirror's one-pass window features (see the base class); the rows go to the file as :meth:`record`'s."""
+        rows = chunk_window_features(self._mirror, transaction_ids, customer_ids, terminal_ids, t_us, amount)
+        if rows is None or not len(rows):
+            return rows
+        events = chunk_events(transaction_ids, customer_ids, terminal_ids, t_us, amount, len(rows))
+        self._mirror.record_chunk(events)
+        if self._pending is not None:
+            self._pending += events
+        else:
+            self._write(events)
+            self._count_writes(len(events))
+        return rows
+
+    def one_pass_prefix(self, transaction_ids: Sequence[str], t_us: np.ndarray) -> int:
+        """How many leading transactions :meth:`chunk_features` would take."""
+        return usable_prefix(self._mirror, transaction_ids, t_us)
 
     def record(self, event: Event) -> bool:
         """Add a transaction; False if this worker already knew it (or, unbatched, any worker added it)."""

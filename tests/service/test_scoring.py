@@ -229,8 +229,14 @@ def test_a_batch_is_bit_identical_to_one_at_a_time(
     rows: list,
     chunk: int,
 ) -> None:
-    """Same-customer, same-instant, out-of-order rows, repeated ids (same and other values), rows in the store."""
+    """Same-customer, same-instant, out-of-order rows, repeated ids (same and other values), rows in the store.
+
+    The one-pass path (``features.stores.batch``) takes batches of 2 rows or more here, in chunks of ``chunk``
+    rows; a single /score (the reference) goes row by row.
+    """
     monkeypatch.setattr(service.scoring, "STATE_CHUNK_ROWS", chunk)
+    monkeypatch.setattr(service.scoring, "BATCH_CHUNK_ROWS", chunk)
+    monkeypatch.setattr(service.scoring, "ONE_PASS_MIN_ROWS", 2)
     state = _state_frame(events)
     bundle = Bundle(trained.bundle.booster, trained.bundle.card, state)
     records = _records(rows, state)
