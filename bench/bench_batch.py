@@ -155,7 +155,7 @@ def measure_all(world: World, args: argparse.Namespace, tmp: Path) -> tuple[list
     notes = {
         "json_parse": "BatchRequest.model_validate_json of the body (what BentoML does before the API)",
         "json_validate": "Scorer.validate: one TypeAdapter(list[TransactionIn]) call, then columns",
-        "json_features": "Scorer.features_of, SQLite store: one row at a time against the online state",
+        "json_features": "Scorer.features_of, SQLite store: one pass per 4,096-row chunk (features/stores/batch.py)",
         "json_booster": "Scorer.result_frame: one pred_contribs call + reasons, column-wise",
         "json_encode": "ScoredBatch.to_json (Polars write_json of the results)",
         "json_monitor": "record_batch: counters + JsonLinesMonitor, column-wise",
