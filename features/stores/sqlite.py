@@ -29,7 +29,7 @@ import numpy as np
 import polars as pl
 
 from features.definitions import FeatureSpec
-from features.stores.base import Event, FeatureStore, snapshot_rows
+from features.stores.base import SNAPSHOT_COLUMNS, STATE_SCHEMA, Event, FeatureStore, snapshot_rows
 from features.stores.batch import chunk_events, chunk_window_features, usable_prefix
 from features.stores.memory import EVICT_EVERY, MemoryFeatureStore
 
@@ -206,9 +206,15 @@ class SQLiteFeatureStore(FeatureStore):
             ).fetchall()
         finally:
             self._db.execute("COMMIT")
-        if events:
-            # Other workers' events, in the request path: forget expired ones gradually (the first read is a load).
-            self._mirror.observe_many((row[1:] for row in events), gradual=self._events_seen > 0)
+        if events and self._events_seen == 0 and not len(self._mirror):
+            # The first read is a load (start-up): column-wise, ~4x faster than observing piece by piece.
+            columns = ("rowid", *SNAPSHOT_COLUMNS)
+            frame = pl.DataFrame(events, schema=columns, orient="row").drop("rowid").cast(STATE_SCHEMA)  # type: ignore[arg-type]
+            self._mirror.load_frame(frame)
+            self._events_seen = events[-1][0]
+        elif events:
+            # Other workers' events, in the request path: forget expired ones gradually.
+            self._mirror.observe_many((row[1:] for row in events), gradual=True)
             self._events_seen = events[-1][0]
         for _, tid, label, label_us, source in labels:
             self._mirror.add_label(tid, label, label_us, source)  # an event already known is not added twice

@@ -6,12 +6,14 @@ import sqlite3
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
 import pytest
 
 from features.definitions import FeatureSpec, compute_features, to_epoch_us
+from features.stores.base import SNAPSHOT_COLUMNS, STATE_SCHEMA
 from features.stores.memory import MemoryFeatureStore
 from features.stores.sqlite import SQLiteFeatureStore
 
@@ -283,3 +285,62 @@ def test_a_snapshot_that_expires_at_once_is_forgotten_a_little_per_request(tmp_p
         (left,) = db.execute("SELECT count(*) FROM events").fetchone()
     assert deleted == 3_000 and left == 1  # in 3 rounds of at most 1,000 rows, then one that finds none left
     assert rounds == -(-3_000 // (sqlite_store.EVICT_ROUND_CHUNKS * sqlite_store.EVICT_CHUNK_ROWS)) + 1
+
+
+def _series_of(store: MemoryFeatureStore) -> dict[str, Any]:
+    names = {code: terminal for terminal, code in store._terminal_codes.items()}
+    customers = {c: (list(s.times), list(s.values), [names[k] for k in s.keys]) for c, s in store._customers.items()}
+    terminals = {k: list(s.times) for k, s in store._terminals.items()}
+    return {
+        "seen": dict(store._seen),
+        "customers": customers,
+        "terminals": terminals,
+        "frauds": store._frauds,
+        "customer_frauds": store._customer_frauds,
+        "heap": sorted(store._by_time),
+        "newest": store._newest_us,
+    }
+
+
+def test_a_column_wise_load_builds_the_state_observing_builds(tmp_path: Path) -> None:
+    """Duplicates, same-instant events, labels with and without a time, arrival out of time order."""
+    spec = FeatureSpec()
+    rng = np.random.default_rng(3)
+    t0 = to_epoch_us(datetime(2026, 2, 1, tzinfo=UTC))
+    events = []
+    for i in range(3_000):
+        t_us = t0 + int(rng.integers(0, 30 * 24 * 60)) * 60_000_000 if i % 7 else t0 + 86_400_000_000
+        label = [None, 0, 1][int(rng.integers(0, 3))]
+        label_us = None if label is None or i % 2 else t_us + int(rng.integers(0, 10**12))
+        tid = f"x{i}" if i % 50 else f"x{i - 1}"  # every 50th repeats the id before it
+        events.append(
+            (
+                tid,
+                f"c{rng.integers(0, 40)}",
+                f"t{rng.integers(0, 60)}",
+                t_us,
+                float(rng.integers(1, 10**6)) / 100,
+                label,
+                label_us,
+            )
+        )
+    observed = MemoryFeatureStore(spec)
+    observed.observe_many(events)
+    frame = pl.DataFrame(events, schema=list(SNAPSHOT_COLUMNS), orient="row").cast(STATE_SCHEMA)  # type: ignore[arg-type]
+    loaded = MemoryFeatureStore(spec)
+    loaded.load_frame(frame)
+    assert _series_of(loaded) == _series_of(observed)
+    with pytest.raises(ValueError, match="empty store"):
+        loaded.load_frame(frame)
+    # A SQLite worker's first read loads the file the same way.
+    shared = SQLiteFeatureStore(tmp_path / "state.sqlite", spec)
+    shared.observe_many(events)
+    assert _series_of(SQLiteFeatureStore(tmp_path / "state.sqlite", spec)._mirror) == _series_of(observed)
+    # Expired events go at once.
+    late = MemoryFeatureStore(spec)
+    late.load_frame(
+        pl.concat(
+            [frame, frame.head(1).with_columns(transaction_id=pl.lit("far"), t_us=pl.lit(t0 + 90 * 86_400_000_000))]
+        )
+    )
+    assert len(late) == 1 and late.knows("far")
