@@ -68,7 +68,7 @@ def _exact_parts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, int] | Non
         return np.zeros(len(values), np.int64), np.zeros(len(values), np.int64), 0
     lowest, highest = int(exponent[positive].min()), int(exponent[positive].max())
     scale = 53 - lowest
-    if highest - lowest > 50 or lowest < -1000 or float(values.sum()) * 2.0**scale >= 2.0**100:
+    if highest - lowest > 50 or lowest < -1000 or float(values.sum()) >= 2.0 ** (100 - scale):
         return None
     whole = (mantissa * 2.0**53).astype(np.int64)  # exact: the mantissa's 53 bits
     shift = np.where(positive, exponent - lowest, 0).astype(np.int64)

@@ -214,30 +214,39 @@ class MemoryFeatureStore(FeatureStore):
         return True
 
     def _evict_oldest(self, limit: int, cutoff: int | None = None) -> None:
-        """Forget up to ``limit`` of the oldest events at or before ``cutoff`` (default :attr:`cutoff_us`)."""
+        """Forget up to ``limit`` of the oldest events at or before ``cutoff`` (default :attr:`cutoff_us`).
+
+        Straight-line: it runs about once per recorded event in steady traffic (bench/results/batch.md's profile).
+        """
         cutoff, heap = self.cutoff_us if cutoff is None else cutoff, self._by_time
+        if cutoff is None:
+            return
+        forget, labels = self._seen.pop, self._labels
+        customers, terminals, codes = self._customers, self._terminals, self._terminal_codes
         for _ in range(limit):
-            if cutoff is None or not heap or heap[0][0] > cutoff:
+            if not heap or heap[0][0] > cutoff:
                 return
             _, transaction_id = heapq.heappop(heap)
-            entry = self._seen.pop(transaction_id, None)
+            entry = forget(transaction_id, None)
             if entry is None:
                 continue
-            customer_id, terminal_id, t_us, amount, _, _ = entry
-            self._forget_labels(transaction_id, customer_id, terminal_id, t_us)
-            code = self._terminal_codes[terminal_id]
-            # Every older event is gone already: this one is among each series' first events (those at its time).
-            for index, key, value, mark in (
-                (self._customers, customer_id, amount, code),
-                (self._terminals, terminal_id, 0.0, 0),
-            ):
-                series = index[key]
-                i = 0
-                while series.values[i] != value or series.keys[i] != mark:
-                    i += 1
-                del series.times[i], series.values[i], series.keys[i]
-                if not series.times:
-                    del index[key]
+            customer_id, terminal_id, t_us, amount, label, _ = entry
+            if label is not None or transaction_id in labels:  # never labelled: never a fraud candidate
+                self._forget_labels(transaction_id, customer_id, terminal_id, t_us)
+            # Every older event is gone already: this one is among its customer's first events (those at its
+            # time), and any first event of its terminal is one at its time (a terminal's carry no values).
+            series = customers[customer_id]
+            code, values, keys = codes[terminal_id], series.values, series.keys
+            i = 0
+            while values[i] != amount or keys[i] != code:
+                i += 1
+            del series.times[i], values[i], keys[i]
+            if not series.times:
+                del customers[customer_id]
+            series = terminals[terminal_id]
+            del series.times[0], series.values[0], series.keys[0]
+            if not series.times:
+                del terminals[terminal_id]
 
     def _add_candidate(self, customer_id: str, terminal_id: str, t_us: int, transaction_id: str) -> None:
         """A transaction with a fraud event joins its customer's and its terminal's fraud candidates (once)."""
@@ -312,21 +321,42 @@ class MemoryFeatureStore(FeatureStore):
         return usable_prefix(self, transaction_ids, t_us)
 
     def record_chunk(self, events: list[Event]) -> None:
-        """Record new events (none seen before, none expired) to the state :meth:`record` one by one leaves.
+        """Record new unlabelled events (none seen before): :meth:`record` one by one, inlined (the same state after).
 
-        The series, index and heap take them in one pass; expired events then go as they would have, up to
-        :data:`EVICT_PER_RECORD` per event at the cutoff of that moment. The chunk's own events are never
-        among them (``features.stores.batch.usable_prefix``: no row is older than the slack).
+        Each event is appended to its series (inserted when older than the series' newest), then up to
+        :data:`EVICT_PER_RECORD` expired events go, at the cutoff of that moment, as :meth:`record` does.
         """
-        seen = self._seen
-        for event in events:
-            seen[event[0]] = event[1:]
-        newest = self._newest_us
-        self._insert(events)
-        for event in events:
-            if newest is None or event[3] > newest:
-                newest = event[3]
-            self._evict_oldest(EVICT_PER_RECORD, newest - self.horizon_us)
+        seen, heap, push = self._seen, self._by_time, heapq.heappush
+        customers, terminals, codes = self._customers, self._terminals, self._terminal_codes
+        newest, horizon = self._newest_us, self.horizon_us
+        for transaction_id, customer_id, terminal_id, t_us, amount, _, _ in events:
+            code = codes.get(terminal_id)
+            if code is None:
+                code = codes[terminal_id] = len(codes)
+            series = customers.get(customer_id)
+            if series is None:
+                series = customers[customer_id] = _Series()
+            if not series.times or series.times[-1] <= t_us:
+                series.times.append(t_us)
+                series.values.append(amount)
+                series.keys.append(code)
+            else:
+                series.insert(t_us, amount, code)
+            series = terminals.get(terminal_id)
+            if series is None:
+                series = terminals[terminal_id] = _Series()
+            if not series.times or series.times[-1] <= t_us:
+                series.times.append(t_us)
+                series.values.append(0.0)
+                series.keys.append(0)
+            else:
+                series.insert(t_us, 0.0)
+            seen[transaction_id] = (customer_id, terminal_id, t_us, amount, None, None)
+            push(heap, (t_us, transaction_id))
+            if newest is None or t_us > newest:
+                newest = self._newest_us = t_us
+            if heap[0][0] <= newest - horizon:
+                self._evict_oldest(EVICT_PER_RECORD, newest - horizon)
 
     def _insert(self, events: list[Event]) -> None:
         """Add new events (already in ``_seen``) to the customer and terminal series and the eviction heap."""
