@@ -193,7 +193,10 @@ class FeatureSpec:
         """How much history an online state must keep to compute every feature (0 without window families)."""
         if not (self.customer_windows or self.terminal_windows):
             return 0
-        return max(self.windows_days) + self.label_delay_days
+        days = max(self.windows_days) + self.label_delay_days
+        if self.feature_set == "labels":  # the known risk looks back KNOWN_RISK_DAYS, whatever the windows
+            days = max(days, KNOWN_RISK_DAYS)
+        return days
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form."""

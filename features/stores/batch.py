@@ -62,13 +62,15 @@ def _exact_parts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, int] | Non
     scale). Prefix sums of the parts may wrap around in int64: a window's sum is a difference of two of them,
     exact modulo ``2**64``, so exact as long as the window's own sum fits.
     """
+    if (values < 0).any():
+        return None
     mantissa, exponent = np.frexp(values)
     positive = values > 0
     if not positive.any():
         return np.zeros(len(values), np.int64), np.zeros(len(values), np.int64), 0
     lowest, highest = int(exponent[positive].min()), int(exponent[positive].max())
     scale = 53 - lowest
-    if highest - lowest > 50 or lowest < -1000 or float(values.sum()) >= 2.0 ** (100 - scale):
+    if lowest < -1000 or highest > 900 or highest - lowest > 50 or float(values.sum()) >= 2.0 ** (100 - scale):
         return None
     whole = (mantissa * 2.0**53).astype(np.int64)  # exact: the mantissa's 53 bits
     shift = np.where(positive, exponent - lowest, 0).astype(np.int64)
@@ -164,11 +166,13 @@ class _History:
 def usable_prefix(store: MemoryFeatureStore, transaction_ids: Sequence[str], t_us: np.ndarray) -> int:
     """How many leading rows :func:`chunk_window_features` answers: up to the first retried or late row.
 
-    A row is retried when its id is in the store or earlier in the chunk, and late when it is at or before the
-    newest event before it minus the eviction slack (the row path's answer then depends on eviction's timing).
+    A row is retried when its id is in the store or earlier in the chunk, and late when its longest look-back
+    reaches events the row path may have forgotten by then (at or before the newest event before it minus the
+    store's horizon): its answer then depends on eviction's timing. That is a row older than the newest event by
+    more than the eviction slack.
     """
-    from features.stores.memory import EVICTION_SLACK_US
-
+    # The row path forgets events at or before newest - horizon; no window of a row taken here may reach them.
+    look_back = store.spec.history_days * US_PER_DAY
     seen, ids = store._seen, set()
     n = len(transaction_ids)
     for i, tid in enumerate(transaction_ids):
@@ -182,7 +186,7 @@ def usable_prefix(store: MemoryFeatureStore, transaction_ids: Sequence[str], t_u
     newest_before = np.empty(n, dtype=np.int64)
     newest_before[0] = -(2**62) if store._newest_us is None else store._newest_us
     np.maximum(np.maximum.accumulate(times)[:-1], newest_before[0], out=newest_before[1:])
-    late = np.flatnonzero(times <= newest_before - EVICTION_SLACK_US)
+    late = np.flatnonzero(times <= newest_before - store.horizon_us + look_back)
     return int(late[0]) if len(late) else n
 
 

@@ -513,7 +513,7 @@ class MemoryFeatureStore(FeatureStore):
         The state :meth:`observe_many` builds from the same rows, except that every expired event goes at once (a
         load by pieces forgets them pass by pass). Per event there is one ``_seen`` entry and one heap entry; the
         series are built per key from sorted columns (``array.frombytes``). Observing 356,548 events one piece at
-        a time took 4-6 s per worker at start-up; this takes well under a second (bench/results/service.md).
+        a time took 4-6 s per worker at start-up; this takes ~1.2 s (bench world of bench/bench_service.py).
         """
         if self._newest_us is not None or self._seen:
             raise ValueError("load_frame fills an empty store; observe_many adds to one")

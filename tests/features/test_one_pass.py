@@ -25,6 +25,8 @@ SPECS = {
     "labels": FeatureSpec(feature_set="labels"),
     "no-terminal": FeatureSpec(terminal_windows=False),
     "no-customer": FeatureSpec(customer_windows=False, time_flags=False),
+    # The 7-day known risk looks back further than the windows plus the delay (3 + 1 days).
+    "short-labels": FeatureSpec(windows_days=(1, 3), label_delay_days=1, feature_set="labels"),
 }
 AMOUNTS = st.one_of(
     st.floats(0, 5_000, allow_nan=False),
@@ -204,9 +206,39 @@ def test_exact_sums_round_as_fsum(values: list[float]) -> None:
 def test_amounts_out_of_the_exact_range_are_refused() -> None:
     assert _exact_parts(np.array([1e-300, 1.0])) is None  # too many binades apart
     assert _exact_parts(np.array([2.0**60, 2.0**11])) is None  # a total beyond the rounding's reach
+    assert _exact_parts(np.array([1e300])) is None  # the total check would overflow
+    assert _exact_parts(np.array([-3.0, 0.01])) is None  # negative amounts (none pass the contract) go row by row
     # Tiny amounts: the scale goes past 2**1023 (found by hypothesis in CI: an OverflowError, not a refusal).
     assert _exact_parts(np.array([0.0, 4.07675832e-294])) is not None
     parts = _exact_parts(np.array([3e-300, 5e-300]))
     assert parts is not None and _to_float(np.array([parts[0].sum()]), np.array([parts[1].sum()]), parts[2])[0] == (
         math.fsum([3e-300, 5e-300])
     )
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_the_known_risk_of_short_windows_sees_a_week_back_in_one_pass_and_one_at_a_time(
+    tmp_path: Path, kind: str
+) -> None:
+    """Known risk looks back 7 days; with 1- and 3-day windows and a 1-day delay the store kept only 5 (review find).
+
+    Recording the first row then forgot the fraud at t=0, so one at a time the second row saw none while a one
+    pass over the chunk still counted it (and the offline features did too). ``history_days`` now covers the
+    7 days: both count it.
+    """
+    spec = SPECS["short-labels"]
+    assert spec.history_days == 7
+    day = 24 * 60
+    events = [(0, "c1", "T", 10.0, 1, 60), (int(4.9 * day), "c2", "t2", 20.0, None, None)]
+    rows = [("new", int(5.2 * day), "c3", "t3", 5.0), ("new", int(5.3 * day), "c4", "T", 6.0)]
+    rows += [("new", int(5.3 * day) + i, f"c{5 + i}", f"t{5 + i}", 7.0) for i in range(20)]
+    reference, candidate = _store(kind, spec, tmp_path), _store(kind, spec, tmp_path)
+    _fill(reference, events)
+    _fill(candidate, events)
+    batch = _rows(rows, len(events))
+    want = _one_at_a_time(reference, batch)
+    got, taken = _in_chunks(candidate, batch, 50)
+    risk = spec.window_names.index("terminal_id_known_risk_7day")
+    assert want[1] is not None and want[1][risk] == 1.0  # the one earlier transaction at T, a known fraud
+    assert all(m is not None and t is not None and m.tobytes() == t.tobytes() for m, t in zip(got, want, strict=True))
+    assert taken == len(rows)

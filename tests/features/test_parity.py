@@ -126,9 +126,16 @@ def test_future_rows_and_unripe_labels_never_change_earlier_features(
     assert got.equals(expected)
 
 
-def test_online_features_match_offline_for_10k_consecutive_transactions(small_transactions: pl.DataFrame) -> None:
+@pytest.mark.parametrize(
+    "spec",
+    # Short windows with the label-aware set: the 7-day known risk looks back further than windows plus delay.
+    [FeatureSpec(), FeatureSpec(windows_days=(1, 3), label_delay_days=1, feature_set="labels")],
+    ids=["default", "short-labels"],
+)
+def test_online_features_match_offline_for_10k_consecutive_transactions(
+    small_transactions: pl.DataFrame, spec: FeatureSpec
+) -> None:
     """Parity: scoring one at a time from a state built on history reproduces the offline vectors."""
-    spec = FeatureSpec()
     offline = compute_features(small_transactions, spec)
     held_out = offline.tail(10_000)
     cut = held_out["tx_datetime"].min()
