@@ -271,8 +271,11 @@ class Scorer:
         terminal, time and amount is scored as of its own arrival (not counted twice); with other
         values it is a conflict: its row is left unset and its index maps to the reason.
 
-        Chunks of :data:`STATE_CHUNK_ROWS` each hold the store's transaction once (its lock, one catch-up
-        with the other workers, one write to a shared store), so single requests interleave with a long batch.
+        Batches of :data:`ONE_PASS_MIN_ROWS` rows or more go through the store's one-pass path
+        (``FeatureStore.chunk_features``) in chunks of :data:`BATCH_CHUNK_ROWS`; what it does not take (retried or
+        late rows, amounts out of its exact range) goes row by row in chunks of :data:`STATE_CHUNK_ROWS`. Each chunk
+        holds the store's transaction once (its lock, one catch-up with the other workers, one write to a shared
+        store), so single requests interleave with a long batch.
         """
         n = len(txs)
         out = np.empty((n, len(self.feature_names)), dtype=np.float64)
