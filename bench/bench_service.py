@@ -243,6 +243,9 @@ def profile_inprocess(world: World, args: argparse.Namespace, tmp: Path) -> dict
     timed("part_dmatrix", lambda: [dmatrix(x) for x in rows], n)
     timed("part_predict_dmatrix", lambda: [booster.predict(dmatrix(x), iteration_range=trees) for x in rows], n)
     timed("part_contributions", lambda: [contributions(x) for x in rows], n)
+    if scorer.attributions is not None:
+        attributions = scorer.attributions
+        timed("part_path_attributions", lambda: [attributions.contributions(x[0]) for x in rows], n)
     results: list[Any] = []
 
     def score_rows() -> None:
@@ -325,9 +328,10 @@ PARTS = {
     "part_sqlite_refresh": "of which: SQLiteFeatureStore.refresh with nothing new (one read transaction)",
     "part_sqlite_reads": "of which: SQLiteFeatureStore.features (the window queries, on the mirror) alone",
     "part_sqlite_insert": "of which: SQLiteFeatureStore.observe (mirror + one autocommit INSERT) alone",
-    "part_dmatrix": "xgb.DMatrix of one row (the scorer builds one per request)",
+    "part_dmatrix": "xgb.DMatrix of one row (what asking XGBoost for one row's contributions costs first)",
     "part_predict_dmatrix": "DMatrix + plain predict (no contributions), for comparison",
-    "part_contributions": "DMatrix + predict(pred_contribs, approx_contribs): the scorer's booster call",
+    "part_contributions": "DMatrix + predict(pred_contribs, approx_contribs): XGBoost's call (/score's until 78bcb35)",
+    "part_path_attributions": "PathAttributions.contributions: the same bits, no DMatrix (what /score uses now)",
     "part_score_rows": "Scorer.results for one row: contributions + top reasons as plain data",
     "part_serialize": "pydantic_core.to_json of the answer (the service encodes it itself)",
     "part_monitor": "service._monitor: counters + bentoml.monitor (JsonLinesMonitor), 7 fields, one line",
@@ -358,8 +362,12 @@ def inprocess_figures(local: dict[str, Stat], args: argparse.Namespace) -> list[
         ),
     ]
     for name, note in PARTS.items():
+        if name not in local:  # part_path_attributions: a model PathAttributions refuses
+            continue
         ceiling = (
-            ("raw_inplace_predict", raw) if name in ("part_predict_dmatrix", "part_contributions") else (None, None)
+            ("raw_inplace_predict", raw)
+            if name in ("part_predict_dmatrix", "part_contributions", "part_path_attributions")
+            else (None, None)
         )
         figures.append(Figure(name, local[name], *ceiling, note=note))
     figures.append(
