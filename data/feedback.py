@@ -31,6 +31,7 @@ from typing import Any
 import polars as pl
 
 from data.labels import LABEL_SCHEMA, LABEL_SOURCES, as_label_events
+from data.wal import WalCheckpoints, no_autocheckpoint
 
 SCHEMA = (
     """
@@ -170,6 +171,12 @@ class FeedbackLog:
             for statement in SCHEMA:
                 db.execute(statement)
         self._migrate(db)
+        # Checkpoints in a thread of their own (data/wal.py), not inside the /score whose commit crosses 1,000 pages.
+        self._checkpoints = WalCheckpoints(self.path, self)
+
+    def close(self) -> None:
+        """Stop the checkpoint thread (connections close with their threads)."""
+        self._checkpoints.stop.set()
 
     def _db(self) -> sqlite3.Connection:
         """This thread's connection."""
@@ -177,6 +184,7 @@ class FeedbackLog:
         if db is None:
             db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
             db.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable across process crashes, one fsync less
+            no_autocheckpoint(db)
             self._local.db = db
         return db
 

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-import threading
-import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -28,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from data.wal import WalCheckpoints, no_autocheckpoint
 from features.definitions import FeatureSpec
 from features.stores.base import SNAPSHOT_COLUMNS, STATE_SCHEMA, Event, FeatureStore, snapshot_rows
 from features.stores.batch import chunk_events, chunk_window_features, usable_prefix
@@ -82,24 +81,12 @@ def _add_missing_columns(db: sqlite3.Connection, schema: str = "main") -> None:
 
 #: Rows one eviction transaction deletes: a write that waits for it waits about a millisecond.
 EVICT_CHUNK_ROWS = 200
-#: How often a worker's background thread checkpoints the WAL into the database file. SQLite's automatic
-#: checkpoint ran inside whichever write crossed 1,000 WAL pages: a ~50 ms pause about every 900 /score
-#: requests (measured with our load generator before this thread; bench/results/latency.md has the figures
-#: after). The file's eviction runs there too, in short transactions.
-MAINTENANCE_EVERY_S = 0.1
-#: WAL size (pages) at which the thread also restarts the WAL. A passive checkpoint never blocks anyone,
-#: but under steady writes it never catches up with the last frames, so the WAL would grow without end;
-#: a restart blocks writers only while it copies the few frames written since the passive one.
-RESTART_WAL_PAGES = 4_000
 #: Eviction chunks one maintenance round deletes at most (the rest waits for the next rounds). Deleting a whole
 #: backlog in one go held the writer lock in back-to-back chunks: SQLite's busy handler, sleeping ever longer
 #: between tries, kept the other workers' writes waiting ~1 s while 356,548 expired rows went (a service
 #: started on a snapshot weeks older than its traffic). 5 x 200 rows take ~3 ms: 10,000 rows/s at most.
+#: Rounds run every ``data.wal.EVERY_S`` (0.1 s), each ending with the WAL checkpoint.
 EVICT_ROUND_CHUNKS = 5
-#: How long the thread waits for a lock (ms). A restart holds the writer lock while it waits for readers, so
-#: with the request path's 30 s timeout a restart could hold every worker's writes up to that long; it now
-#: gives up after this and tries again on the next round, as an eviction chunk does.
-MAINTENANCE_BUSY_MS = 20
 
 
 def _evict_rows(db: sqlite3.Connection, cutoff_us: int, max_chunks: int | None = None) -> tuple[int, bool]:
@@ -125,33 +112,23 @@ def _evict_rows(db: sqlite3.Connection, cutoff_us: int, max_chunks: int | None =
     return deleted, False
 
 
-class _Maintenance:
-    """A store's background thread: WAL checkpoints and the file's eviction, off the request path."""
+class _Maintenance(WalCheckpoints):
+    """A store's background thread: WAL checkpoints (``data.wal``) and the file's eviction, off the request path."""
 
     def __init__(self, path: Path, store: SQLiteFeatureStore) -> None:
-        self.stop = threading.Event()
         self.evict_before: int | None = None  # set by the store, done by the thread
-        alive = weakref.ref(store)  # a store dropped without close() ends its thread too
-        threading.Thread(target=self._run, args=(path, alive), name=f"maintenance {path.name}", daemon=True).start()
+        self._cutoff: int | None = None  # this round's
+        super().__init__(path, store, "maintenance")
 
-    def _run(self, path: Path, alive: weakref.ref[SQLiteFeatureStore]) -> None:
-        db = sqlite3.connect(path, timeout=MAINTENANCE_BUSY_MS / 1000, isolation_level=None, check_same_thread=False)
-        try:
-            while not self.stop.wait(MAINTENANCE_EVERY_S) and alive() is not None:
-                cutoff, self.evict_before = self.evict_before, None
-                try:
-                    if cutoff is not None and not _evict_rows(db, cutoff, EVICT_ROUND_CHUNKS)[1]:
-                        self._resume(cutoff)  # a backlog: the next round goes on
-                    # fetchall: a statement left unfinished would hold a read lock and stop the WAL restarting.
-                    (_, pages, _), *_ = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                    if pages >= RESTART_WAL_PAGES:
-                        db.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
-                except sqlite3.OperationalError:  # busy or locked: the next round catches up
-                    if cutoff is not None:
-                        self._resume(cutoff)  # not lost: the next round evicts it
-                    continue
-        finally:
-            db.close()
+    def chore(self, db: sqlite3.Connection) -> None:
+        """Evict up to the cutoff the store asked for, at most :data:`EVICT_ROUND_CHUNKS` chunks a round."""
+        self._cutoff, self.evict_before = self.evict_before, None
+        if self._cutoff is not None and not _evict_rows(db, self._cutoff, EVICT_ROUND_CHUNKS)[1]:
+            self._resume(self._cutoff)  # a backlog: the next round goes on
+
+    def busy(self) -> None:
+        if self._cutoff is not None:
+            self._resume(self._cutoff)  # not lost: the next round evicts it
 
     def _resume(self, cutoff: int) -> None:
         """Have the next round evict up to ``cutoff`` (unless the store asked for a newer cutoff meanwhile)."""
@@ -177,7 +154,7 @@ class SQLiteFeatureStore(FeatureStore):
         self._db.executescript(_SCHEMA)
         _add_missing_columns(self._db)
         # Checkpoints (and the file's eviction) run in a background thread, not in the request that crosses a threshold.
-        self._db.execute("PRAGMA wal_autocheckpoint=0")
+        no_autocheckpoint(self._db)
         self._maintenance = _Maintenance(path, self)
         self._mirror = MemoryFeatureStore(spec)
         self._events_seen = 0  # highest events.rowid applied to the mirror

@@ -228,7 +228,7 @@ def test_the_maintenance_thread_goes_on_with_a_backlog_until_it_is_gone(tmp_path
     assert len(_EXPIRING) > sqlite_store.EVICT_ROUND_CHUNKS * sqlite_store.EVICT_CHUNK_ROWS  # more than one round
     store._maintenance.evict_before = store._mirror.cutoff_us  # what the store asks every EVICT_EVERY writes
     with sqlite3.connect(path) as db:
-        for _ in range(600):  # rounds run every MAINTENANCE_EVERY_S: wait up to a minute for the backlog to go
+        for _ in range(600):  # rounds run every data.wal.EVERY_S: wait up to a minute for the backlog to go
             (rows,) = db.execute("SELECT count(*) FROM events").fetchone()
             if rows == 1:
                 break

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
+import xgboost as xgb
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -66,6 +67,21 @@ def test_scorer_probabilities_equal_the_booster_on_offline_features(trained: Tra
     np.testing.assert_allclose(got, expected, atol=1e-5)
     assert all(s.decision == ("alert" if s.fraud_probability >= s.threshold else "approve") for s in scored)
     assert all(len(s.reasons) == 3 for s in scored)
+
+
+def test_single_rows_score_the_same_bits_with_or_without_xgboost(trained: Trained) -> None:
+    """/score's rows take PathAttributions (no DMatrix); the answers are XGBoost's, float for float."""
+    fast, plain = Scorer(trained.bundle), Scorer(trained.bundle)
+    assert fast.attributions is not None  # the trained model is covered: the fast path is what serves
+    plain.attributions = None  # XGBoost's own call
+    records = trained.held_out.select(COLUMNS).to_dicts()[:200]
+    got = [fast.score_one(TransactionIn.model_construct(**r)) for r in records]
+    want = [plain.score_one(TransactionIn.model_construct(**r)) for r in records]
+    assert got == want  # probabilities, contributions and reason values compare with == on floats
+    rows = trained.held_out.select(trained.spec.feature_names).to_numpy()[:4]
+    rows[0, 0] = 1e39  # finite in float64, infinite in float32: XGBoost refuses it, and so does the fast path
+    with pytest.raises(xgb.core.XGBoostError, match="inf"):
+        fast.contributions(rows)
 
 
 def test_a_batch_scores_exactly_as_the_same_transactions_one_at_a_time(
