@@ -175,8 +175,8 @@ class FeedbackLog:
         self._checkpoints = WalCheckpoints(self.path, self)
 
     def close(self) -> None:
-        """Stop the checkpoint thread (connections close with their threads)."""
-        self._checkpoints.stop.set()
+        """Stop the checkpoint thread and wait for it (connections close with their threads)."""
+        self._checkpoints.close()
 
     def _db(self) -> sqlite3.Connection:
         """This thread's connection."""

@@ -50,7 +50,14 @@ class WalCheckpoints:
     def __init__(self, path: Path, owner: object, name: str = "checkpoints") -> None:
         self.stop = threading.Event()
         alive = weakref.ref(owner)  # an owner dropped without closing ends its thread too
-        threading.Thread(target=self._run, args=(path, alive), name=f"{name} {path.name}", daemon=True).start()
+        self._thread = threading.Thread(target=self._run, args=(path, alive), name=f"{name} {path.name}", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop the thread and wait for it: no checkpoint runs after this returns."""
+        self.stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
 
     def _run(self, path: Path, alive: weakref.ref[object]) -> None:
         db = sqlite3.connect(path, timeout=BUSY_MS / 1000, isolation_level=None, check_same_thread=False)

@@ -16,9 +16,10 @@ DMatrix (~80-110 µs of C++ set-up on this machine, whatever the row count) and 
   takes the default side) and then following the chosen children down, all trees at once.
 
 The bias column is row-independent, so it is taken from XGBoost itself. :meth:`PathAttributions.of` checks
-the result against XGBoost on rows that cross every threshold both ways (and missing values) and refuses
-the model if a single bit differs, or if the model has something this does not cover (categorical
-splits, DART, more than one tree per round or output). The scorer then keeps XGBoost's path.
+the result against XGBoost on 256 rows made of the model's thresholds, values one ulp below them and
+missing values (:func:`_check_rows`), and refuses the model if a single bit differs, or if the model has
+something this does not cover (categorical splits, DART, more than one tree per round or output). The
+scorer then keeps XGBoost's path.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class PathAttributions:
     feature: np.ndarray  # int64 (nodes,): split feature (0 for leaves)
     threshold: np.ndarray  # float32 (nodes,): split threshold (+inf for leaves: any value goes "left")
     children: np.ndarray  # int64 (nodes * 3,): left, right, missing child of each node (a leaf points to itself)
+    first_child: np.ndarray  # int64 (nodes,): 3 * node, where a node's children start in ``children``
     leaf_row: np.ndarray  # int64 (nodes,): a leaf's row in leaf_vectors (-1 for inner nodes)
     leaf_vectors: np.ndarray  # float32 (leaves, features): each leaf's path contributions
     depth: int
@@ -135,18 +137,20 @@ class PathAttributions:
             "feature": np.concatenate(features),
             "threshold": np.concatenate(thresholds).astype(np.float32),
             "children": np.concatenate(children).ravel(),
+            "first_child": np.arange(0, 3 * offset, 3, dtype=np.int64),
             "leaf_vectors": np.concatenate(vectors),
             "depth": depth,
         }
 
     def leaves(self, x: np.ndarray) -> np.ndarray:
-        """The leaf each tree sends the float32 row ``x`` to (flat node ids)."""
+        """The leaf each tree sends the float32 row ``x`` (``n_features`` values) to (flat node ids)."""
         value = x[self.feature]
         side = (~(value < self.threshold)).astype(np.int64)  # 0: left (x < threshold), 1: right
         missing = np.isnan(value)
         if missing.any():
             side[missing] = 2
-        step = self.children[np.arange(0, 3 * len(self.feature), 3) + side]
+        side += self.first_child  # each node's 3 children start at 3 * node
+        step = self.children[side]
         node = self.roots
         for _ in range(self.depth):
             node = step[node]
@@ -155,6 +159,8 @@ class PathAttributions:
     def contributions(self, row: np.ndarray) -> np.ndarray:
         """``(1, features + 1)`` float32 contributions of one feature row, bias last, as XGBoost gives them."""
         x = np.asarray(row, dtype=np.float32).reshape(-1)
+        if len(x) != self.n_features:
+            raise ValueError(f"a row of {len(x)} values for a model of {self.n_features} features")
         out = np.empty((1, self.n_features + 1), dtype=np.float32)
         # Trees' vectors added one after another in tree order, in float32 (cumsum is sequential).
         out[0, :-1] = np.cumsum(self.leaf_vectors[self.leaf_row[self.leaves(x)]], axis=0, dtype=np.float32)[-1]
@@ -186,7 +192,11 @@ def _node_means(
 
 
 def _check_rows(built: dict, n_features: int) -> np.ndarray:
-    """Rows that send each split both ways and take missing sides: thresholds, one ulp below, NaN."""
+    """:data:`CHECK_ROWS` rows of thresholds, values one ulp below them, zeros, and 5% missing values.
+
+    Each feature's column goes through all of its values before repeating one, so every threshold of a
+    feature with up to ~85 of them is met exactly and from one ulp below; the combinations are random.
+    """
     rng = np.random.default_rng(0)
     inner = np.isfinite(built["threshold"])
     feature, threshold = built["feature"][inner], built["threshold"][inner]
@@ -198,6 +208,6 @@ def _check_rows(built: dict, n_features: int) -> np.ndarray:
             if len(cuts)
             else np.zeros(1, dtype=np.float32)
         )
-        rows[:, f] = rng.choice(pool, size=CHECK_ROWS)
+        rows[:, f] = np.resize(rng.permutation(pool), CHECK_ROWS)  # each value once before any repeats
     rows[rng.random(rows.shape) < 0.05] = np.nan
     return rows

@@ -232,6 +232,11 @@ class ModelSummary(BaseModel):
     feature_set: str
     features: list[str]
     online_state_transactions: int
+    single_row_reasons: str = Field(
+        "XGBoost",
+        description="What computes a single /score's reasons: PathAttributions (model/attributions.py, the same "
+        "bits without a DMatrix) or XGBoost (a model it does not cover).",
+    )
     dataset_profile: str | None = Field(None, description="The training data's dataset profile (data/profiles.py).")
     request_columns: list[str] | None = Field(
         None, description="The profile's columns /score takes, when the model is served in its layout (else null)."

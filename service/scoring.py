@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -39,6 +40,7 @@ BATCH_THREADS = 2
 #: row on the bench model) instead of XGBoost (a DMatrix and a call: ~190 µs, whatever the row count).
 PATH_ATTRIBUTION_ROWS = 4
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -245,7 +247,7 @@ class Scorer:
         self._batch_booster = self.booster.copy()
         self._batch_booster.set_param({"nthread": BATCH_THREADS})
         # /score's attributions without a DMatrix, equal to XGBoost's bit for bit (None: the model keeps XGBoost's).
-        self.attributions = PathAttributions.of(self.booster, self._iteration_range)
+        self.attributions = _path_attributions(self.booster, self._iteration_range, len(self.feature_names))
         self._names = np.array(self.feature_names, dtype=object)
         self._n_window = len(self.spec.window_names)
         # A model of a dataset profile with its own layout takes requests in that layout (service/profiled.py).
@@ -336,8 +338,8 @@ class Scorer:
     def result_frame(self, ids: list[str], rows: np.ndarray) -> pl.DataFrame:
         """Score feature rows column-wise: :data:`RESULT_SCHEMA` rows, the same values as :meth:`results`.
 
-        One booster call for the batch (:data:`BATCH_THREADS` threads), reasons by one argsort, no Python
-        object per row.
+        One booster call for the batch (:data:`BATCH_THREADS` threads; up to :data:`PATH_ATTRIBUTION_ROWS` rows
+        through :attr:`attributions` instead), reasons by one argsort, no Python object per row.
         """
         n, k = len(ids), self.n_reasons
         if n == 0:
@@ -376,7 +378,7 @@ class Scorer:
             values = rows.astype(np.float32)  # what a DMatrix holds
             if not np.isinf(values).any():
                 return np.vstack([self.attributions.contributions(row) for row in values])
-        return (booster or self.booster).predict(
+        return (booster if booster is not None else self.booster).predict(
             xgb.DMatrix(rows, nthread=threads),  # columns in model order by construction: skip the name check
             pred_contribs=True,
             approx_contribs=True,
@@ -596,6 +598,7 @@ class Scorer:
             "feature_set": self.spec.feature_set,
             "features": self.feature_names,
             "online_state_transactions": self.state_size(),
+            "single_row_reasons": "PathAttributions" if self.attributions is not None else "XGBoost",
             "dataset_profile": self.profile.name if self.profile is not None else None,
             "request_columns": list(self.profile.request_columns) if self.requests is not None else None,  # type: ignore[union-attr]
         }
@@ -609,3 +612,19 @@ class Scorer:
         """Transactions in the online state (caught up with the other workers)."""
         with self.state.transaction():
             return len(self.state)
+
+
+def _path_attributions(
+    booster: xgb.Booster, iteration_range: tuple[int, int], n_features: int
+) -> PathAttributions | None:
+    """The model's :class:`PathAttributions`, or None (logged) if it refuses the model or cannot read it."""
+    try:
+        attributions = PathAttributions.of(booster, iteration_range)
+    except Exception as exc:  # an unexpected model dump: keep XGBoost's call rather than fail the load
+        _LOG.warning("single-row reasons through XGBoost: could not read the model's trees (%s)", exc)
+        return None
+    if attributions is not None and attributions.n_features != n_features:
+        attributions = None
+    if attributions is None:
+        _LOG.warning("single-row reasons through XGBoost: PathAttributions does not cover this model")
+    return attributions

@@ -127,6 +127,7 @@ class _Maintenance(WalCheckpoints):
             self._resume(self._cutoff)  # a backlog: the next round goes on
 
     def busy(self) -> None:
+        """A busy or locked round: its cutoff is evicted by the next one."""
         if self._cutoff is not None:
             self._resume(self._cutoff)  # not lost: the next round evicts it
 
@@ -165,7 +166,7 @@ class SQLiteFeatureStore(FeatureStore):
 
     def close(self) -> None:
         """Stop the checkpoints and close the connection."""
-        self._maintenance.stop.set()
+        self._maintenance.close()
         self._db.close()
 
     def refresh(self) -> None:

@@ -19,11 +19,13 @@ def _rows_in_main_file(path: Path, table: str, tmp: Path) -> int:
     """Rows of ``table`` in the database file alone, without its WAL: what checkpoints have copied there."""
     alone = tmp / f"alone-{time.monotonic_ns()}.sqlite"
     shutil.copyfile(path, alone)  # no -wal file next to the copy
-    with sqlite3.connect(alone) as db:
-        try:
-            return int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
-        except sqlite3.OperationalError:  # not even the schema checkpointed yet
-            return 0
+    db = sqlite3.connect(alone)
+    try:
+        return int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+    except sqlite3.DatabaseError:  # the schema not checkpointed yet, or copied mid-checkpoint: look again
+        return -1
+    finally:
+        db.close()
 
 
 def _wait_for(path: Path, table: str, rows: int, tmp: Path) -> int:
@@ -56,8 +58,11 @@ def test_the_feedback_log_checkpoints_in_its_own_thread(tmp_path: Path) -> None:
     _score(log, "late")
     time.sleep(0.5)
     assert _rows_in_main_file(log.path, "scored", tmp_path) == n  # closed: nobody checkpoints any more
-    with sqlite3.connect(log.path) as db:  # while the WAL still has it for every reader
+    db = sqlite3.connect(log.path)  # while the WAL still has it for every reader
+    try:
         assert db.execute("SELECT count(*) FROM scored").fetchone()[0] == n + 1
+    finally:
+        db.close()
 
 
 def test_the_online_store_checkpoints_in_its_own_thread(tmp_path: Path) -> None:

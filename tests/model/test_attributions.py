@@ -66,6 +66,8 @@ def test_equal_to_xgboost_bit_for_bit(boosters: dict[str, xgb.Booster], name: st
         assert got.dtype == want.dtype == np.float32
         assert got.shape == want.shape == (len(x), N_FEATURES + 1)
         assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), np.argwhere(got != want)[:5]
+        with pytest.raises(ValueError, match="a row of 5 values for a model of 6 features"):
+            attributions.contributions(x[0, :-1])
         # and they add up to XGBoost's margin
         margin = booster.predict(xgb.DMatrix(x, nthread=1), output_margin=True, iteration_range=iteration_range)
         np.testing.assert_allclose(got.sum(axis=1, dtype=np.float64), margin, rtol=1e-5, atol=1e-5)

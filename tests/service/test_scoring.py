@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+import model.attributions
 import service.scoring
 from data.contract import TransactionIn
 from features.definitions import FeatureSpec, compute_features, to_epoch_us
@@ -82,6 +83,21 @@ def test_single_rows_score_the_same_bits_with_or_without_xgboost(trained: Traine
     rows[0, 0] = 1e39  # finite in float64, infinite in float32: XGBoost refuses it, and so does the fast path
     with pytest.raises(xgb.core.XGBoostError, match="inf"):
         fast.contributions(rows)
+    assert fast.summary()["single_row_reasons"] == "PathAttributions"
+
+
+def test_a_model_path_attributions_refuses_scores_through_xgboost(
+    trained: Trained, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    fast = Scorer(trained.bundle)
+    monkeypatch.setattr(model.attributions, "MAX_TABLE_VALUES", 0)  # "too big": refused
+    refused = Scorer(trained.bundle)
+    assert refused.attributions is None and "does not cover this model" in caplog.text
+    assert refused.summary()["single_row_reasons"] == "XGBoost"
+    records = trained.held_out.select(COLUMNS).to_dicts()[:20]
+    assert [refused.score_one(TransactionIn.model_construct(**r)) for r in records] == [
+        fast.score_one(TransactionIn.model_construct(**r)) for r in records
+    ]
 
 
 def test_a_batch_scores_exactly_as_the_same_transactions_one_at_a_time(
