@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import xgboost as xgb
 
-#: Rows the start-up check compares with XGBoost (thresholds ± one ulp, missing values).
+#: Rows the start-up check compares with XGBoost (thresholds, one ulp below them, missing values).
 CHECK_ROWS = 256
 #: Largest leaves x features table kept (float32 values, 64 MB); a bigger model keeps XGBoost's path.
 MAX_TABLE_VALUES = 16_000_000
