@@ -87,7 +87,7 @@ class PathAttributions:
     @staticmethod
     def _build(trees: list[dict], n_features: int) -> dict:
         """Flat node arrays of all trees and each leaf's float32 path vector."""
-        features, thresholds, children, vectors, roots = [], [], [], [], []
+        features, thresholds, children, vectors, roots, leaves = [], [], [], [], [], []
         depth, offset = 0, 0
         for tree in trees:
             left = np.asarray(tree["left_children"], dtype=np.int64)
@@ -126,16 +126,17 @@ class PathAttributions:
             features.append(np.where(leaf, 0, split))
             thresholds.append(np.where(leaf, np.float32(np.inf), cond))
             vectors.append(vector[leaf])
+            leaves.append(leaf)
             roots.append(offset)
             offset += n
-        leaf_of = np.concatenate([t == -1 for t in (np.asarray(tree["left_children"]) for tree in trees)])
+        leaf_of = np.concatenate(leaves)
         leaf_row = np.full(len(leaf_of), -1, dtype=np.int64)
         leaf_row[leaf_of] = np.arange(int(leaf_of.sum()), dtype=np.int64)
         return {
             "roots": np.asarray(roots, dtype=np.int64),
             "leaf_row": leaf_row,
             "feature": np.concatenate(features),
-            "threshold": np.concatenate(thresholds).astype(np.float32),
+            "threshold": np.concatenate(thresholds),
             "children": np.concatenate(children).ravel(),
             "first_child": np.arange(0, 3 * offset, 3, dtype=np.int64),
             "leaf_vectors": np.concatenate(vectors),

@@ -394,7 +394,7 @@ class Scorer:
         come from :class:`PathAttributions` (:meth:`contributions`). The answers are plain data (building
         pydantic objects cost more per row than scoring); :class:`ScoreResponse` documents and checks their shape.
         """
-        contributions = self.contributions(rows, self.booster, 1)
+        contributions = self.contributions(rows)
         margins = contributions.sum(axis=1, dtype=np.float64)  # features + bias column
         probabilities = 1.0 / (1.0 + np.exp(-margins))
         by_feature = contributions[:, :-1]

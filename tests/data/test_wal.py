@@ -49,9 +49,7 @@ def test_the_feedback_log_checkpoints_in_its_own_thread(tmp_path: Path) -> None:
     assert hot.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)  # a /score's commit never copies the WAL
     n = 1_500  # one commit each: ~1,500 WAL pages, past SQLite's automatic threshold of 1,000
     for i in range(n):
-        log.record_scored(
-            [f"t{i}"], ["2026-01-01T00:00:00+00:00"], ["c"], ["m"], [1.0], [0.1], ["approve"], "1", ["[]"]
-        )
+        _score(log, f"t{i}")
     # ...and yet the rows reach the database file: the checkpoint thread copied them there.
     assert _wait_for(log.path, "scored", n, tmp_path) == n
     log.close()
